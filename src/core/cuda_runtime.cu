@@ -1,0 +1,41 @@
+#include <cuda_runtime.h>
+
+#include "cuda_runtime.h"
+#include "lowbit/core/error.h"
+
+namespace lowbit::detail {
+namespace {
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) fail("CUDA error in {}: {} ({})", what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+}  // namespace
+
+bool cuda_available() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+void* cuda_malloc(size_t nbytes) {
+  void* p = nullptr;
+  if (nbytes == 0) return nullptr;
+  check(cudaMalloc(&p, nbytes), "cudaMalloc");
+  return p;
+}
+
+void cuda_free(void* p) {
+  if (p) cudaFree(p);
+}
+
+void cuda_memcpy(void* dst, const void* src, size_t nbytes, CopyKind kind) {
+  if (nbytes == 0) return;
+  const cudaMemcpyKind k = kind == CopyKind::HostToDevice   ? cudaMemcpyHostToDevice
+                           : kind == CopyKind::DeviceToHost ? cudaMemcpyDeviceToHost
+                                                            : cudaMemcpyDeviceToDevice;
+  check(cudaMemcpy(dst, src, nbytes, k), "cudaMemcpy");
+}
+
+void cuda_memset_zero(void* p, size_t nbytes) {
+  if (nbytes) check(cudaMemset(p, 0, nbytes), "cudaMemset");
+}
+
+}  // namespace lowbit::detail
