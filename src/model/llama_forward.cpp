@@ -1,0 +1,174 @@
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "kernels/cpu/gemm.h"
+#include "lowbit/core/float_formats.h"
+#include "lowbit/model/llama.h"
+
+namespace lowbit {
+namespace {
+
+using kernels::cpu::gemm;
+using kernels::cpu::GemmArgs;
+using kernels::cpu::WType;
+
+// Hugging Face's inverse frequencies (float32), with Llama 3's wavelength-dependent scaling when asked.
+std::vector<float> rope_inv_freq(const LlamaConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> f(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    const float e = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
+    f[i] = 1.0f / std::pow(static_cast<float>(c.rope_theta), e);
+  }
+  const RopeScaling& s = c.rope_scaling;
+  if (s.type == "llama3") {
+    const double old_len = static_cast<double>(s.original_max_position);
+    const double low_wavelen = old_len / s.low_freq_factor, high_wavelen = old_len / s.high_freq_factor;
+    for (auto& v : f) {
+      const double wavelen = 2.0 * std::numbers::pi / v;
+      if (wavelen > low_wavelen) {
+        v = static_cast<float>(v / s.factor);
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        v = static_cast<float>((1.0 - smooth) * v / s.factor + smooth * v);
+      }
+    }
+  }
+  return f;
+}
+
+void rmsnorm(const float* x, const float* w, float* out, int64_t T, int64_t D, float eps) {
+#pragma omp parallel for schedule(static) if (T > 8)
+  for (int64_t t = 0; t < T; ++t) {
+    const float* xr = x + t * D;
+    float ss = 0.0f;
+    for (int64_t i = 0; i < D; ++i) ss += xr[i] * xr[i];
+    const float r = 1.0f / std::sqrt(ss / static_cast<float>(D) + eps);
+    for (int64_t i = 0; i < D; ++i) out[t * D + i] = w[i] * (xr[i] * r);
+  }
+}
+
+}  // namespace
+
+LlamaRunner::LlamaRunner(const LlamaModel& model) : m_(model), inv_freq_(rope_inv_freq(model.config)) {}
+
+void LlamaRunner::rope(float* v, int64_t T, int64_t p0, int64_t n_heads) {
+  const int64_t hd = m_.config.head_dim, half = hd / 2, row = n_heads * hd;
+#pragma omp parallel for schedule(static) if (T > 8)
+  for (int64_t t = 0; t < T; ++t) {
+    const float pos = static_cast<float>(p0 + t);
+    for (int64_t i = 0; i < half; ++i) {
+      const float angle = pos * inv_freq_[i];  // float32, as transformers computes it
+      const float c = static_cast<float>(std::cos(static_cast<double>(angle)));
+      const float s = static_cast<float>(std::sin(static_cast<double>(angle)));
+      for (int64_t h = 0; h < n_heads; ++h) {
+        float* p = v + t * row + h * hd;
+        const float a = p[i], b = p[i + half];
+        p[i] = a * c - b * s;
+        p[i + half] = b * c + a * s;
+      }
+    }
+  }
+}
+
+void LlamaRunner::attention(int64_t layer, int64_t T, int64_t p0, KVCache& cache) {
+  const LlamaConfig& c = m_.config;
+  const int64_t hd = c.head_dim, H = c.num_heads, KV = c.num_kv_heads, group = H / KV;
+  const int64_t L = p0 + T, cap = cache.capacity();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // Append this chunk's keys and values.
+  for (int64_t h = 0; h < KV; ++h) {
+    float* K = cache.keys(layer, h);
+    float* Vt = cache.values_t(layer, h);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t d = 0; d < hd; ++d) {
+        K[(p0 + t) * hd + d] = k_[t * KV * hd + h * hd + d];
+        Vt[d * cap + p0 + t] = v_[t * KV * hd + h * hd + d];
+      }
+  }
+  scores_.resize(static_cast<size_t>(T * L));
+  for (int64_t h = 0; h < H; ++h) {
+    const int64_t kvh = h / group;
+    // scores[t, l] = q_t · k_l
+    gemm(GemmArgs{q_.data() + h * hd, H * hd, cache.keys(layer, kvh), WType::F32, hd, scores_.data(), L, T, L, hd});
+#pragma omp parallel for schedule(static) if (T > 8)
+    for (int64_t t = 0; t < T; ++t) {
+      float* s = scores_.data() + t * L;
+      const int64_t visible = p0 + t + 1;  // causal: positions 0 .. p0+t
+      float mx = -INFINITY;
+      for (int64_t l = 0; l < visible; ++l) {
+        s[l] *= scale;
+        mx = std::max(mx, s[l]);
+      }
+      float sum = 0.0f;
+      for (int64_t l = 0; l < visible; ++l) {
+        s[l] = std::exp(s[l] - mx);
+        sum += s[l];
+      }
+      const float inv = 1.0f / sum;
+      for (int64_t l = 0; l < visible; ++l) s[l] *= inv;
+      for (int64_t l = visible; l < L; ++l) s[l] = 0.0f;
+    }
+    // out[t, d] = Σ_l p[t, l] · v_l[d]
+    gemm(GemmArgs{scores_.data(), L, cache.values_t(layer, kvh), WType::F32, cap, att_.data() + h * hd, H * hd, T,
+                  hd, L});
+  }
+}
+
+const std::vector<float>& LlamaRunner::forward(std::span<const int32_t> tokens, KVCache& cache, Logits which) {
+  const LlamaConfig& c = m_.config;
+  const int64_t T = static_cast<int64_t>(tokens.size()), D = c.hidden_size, F = c.intermediate_size;
+  const int64_t p0 = cache.length();
+  LB_CHECK(T > 0, "forward: no tokens");
+  LB_CHECK(p0 + T <= cache.capacity(), "forward: {} tokens at position {} exceed the KV cache capacity {}", T, p0,
+           cache.capacity());
+  x_.resize(T * D);
+  xb_.resize(T * D);
+  q_.resize(T * c.q_dim());
+  k_.resize(T * c.kv_dim());
+  v_.resize(T * c.kv_dim());
+  att_.resize(T * c.q_dim());
+  hb_.resize(T * F);
+  hb2_.resize(T * F);
+
+  for (int64_t t = 0; t < T; ++t) {
+    LB_CHECK(tokens[t] >= 0 && tokens[t] < c.vocab_size, "token id {} outside the vocabulary of {}", tokens[t],
+             c.vocab_size);
+    convert_elements(static_cast<const char*>(m_.embedding.raw()) + tokens[t] * D * dtype_size(m_.embedding.dtype()),
+                     m_.embedding.dtype(), x_.data() + t * D, DType::F32, D);
+  }
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const LlamaLayer& L = m_.layers[l];
+    rmsnorm(x_.data(), L.attn_norm.data(), xb_.data(), T, D, eps);
+    L.wq->linear(xb_.data(), T, q_.data());
+    L.wk->linear(xb_.data(), T, k_.data());
+    L.wv->linear(xb_.data(), T, v_.data());
+    rope(q_.data(), T, p0, c.num_heads);
+    rope(k_.data(), T, p0, c.num_kv_heads);
+    attention(l, T, p0, cache);
+    L.wo->linear(att_.data(), T, xb_.data());
+    for (int64_t i = 0; i < T * D; ++i) x_[i] += xb_[i];
+
+    rmsnorm(x_.data(), L.ffn_norm.data(), xb_.data(), T, D, eps);
+    L.w_gate->linear(xb_.data(), T, hb_.data());
+    L.w_up->linear(xb_.data(), T, hb2_.data());
+#pragma omp parallel for schedule(static) if (T * F > 65536)
+    for (int64_t i = 0; i < T * F; ++i) {
+      const float g = hb_[i];
+      hb_[i] = g / (1.0f + std::exp(-g)) * hb2_[i];  // SiLU(gate) * up
+    }
+    L.w_down->linear(hb_.data(), T, xb_.data());
+    for (int64_t i = 0; i < T * D; ++i) x_[i] += xb_[i];
+  }
+  cache.length_ = p0 + T;
+
+  const int64_t first = which == Logits::All ? 0 : T - 1, rows = T - first;
+  rmsnorm(x_.data() + first * D, m_.final_norm.data(), xb_.data(), rows, D, eps);
+  logits_.resize(static_cast<size_t>(rows * c.vocab_size));
+  m_.lm_head->linear(xb_.data(), rows, logits_.data());
+  return logits_;
+}
+
+}  // namespace lowbit

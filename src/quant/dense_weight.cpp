@@ -1,0 +1,29 @@
+#include "kernels/cpu/gemm.h"
+#include "lowbit/quant/linear.h"
+
+namespace lowbit::quant {
+
+DenseWeight::DenseWeight(Tensor w) : w_(std::move(w)) {
+  LB_CHECK(w_.dim() == 2, "a Linear weight must be 2-D, got {}", w_.describe());
+  LB_CHECK(w_.dtype() == DType::F32 || w_.dtype() == DType::BF16 || w_.dtype() == DType::F16,
+           "unquantized Linear weights must be float32, bfloat16 or float16, got {}", dtype_name(w_.dtype()));
+  LB_CHECK(w_.device() == Device::CPU, "DenseWeight holds host tensors");
+  if (!w_.is_contiguous()) w_ = w_.contiguous();
+}
+
+std::string DenseWeight::scheme() const {
+  switch (w_.dtype()) {
+    case DType::BF16: return "bf16";
+    case DType::F16: return "fp16";
+    default: return "fp32";
+  }
+}
+
+void DenseWeight::linear(const float* x, int64_t M, float* y) const {
+  using kernels::cpu::WType;
+  const WType wt = w_.dtype() == DType::F32 ? WType::F32 : w_.dtype() == DType::BF16 ? WType::BF16 : WType::F16;
+  const int64_t N = out_features(), K = in_features();
+  kernels::cpu::gemm({x, K, w_.raw(), wt, K, y, N, M, N, K});
+}
+
+}  // namespace lowbit::quant
