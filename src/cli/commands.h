@@ -11,5 +11,7 @@ namespace lowbit::cli {
 using Action = std::function<int()>;
 
 Action register_demo(CLI::App& app);
+Action register_generate(CLI::App& app);
+Action register_ppl(CLI::App& app);
 
 }  // namespace lowbit::cli

@@ -8,7 +8,12 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "common.h"
+#include "lowbit/core/file_io.h"
 #include "lowbit/core/float_formats.h"
+#include "lowbit/core/system.h"
+#include "lowbit/eval/perplexity.h"
+#include "lowbit/model/generate.h"
 #include "lowbit/quant/primitives.h"
 #include "table.h"
 
@@ -22,6 +27,10 @@ struct DemoOptions {
   int64_t cols = 4096;
   uint64_t seed = 0;
   bool json = false;
+  ModelOptions model;
+  std::string text;
+  int64_t windows = 16;
+  bool no_model = false;
 };
 
 // The result of quantizing a weight: its reconstruction and the bytes the quantized form occupies.
@@ -107,7 +116,44 @@ Tensor random_weight(int64_t rows, int64_t cols, uint64_t seed) {
   return Tensor::from_floats(v, {rows, cols}, DType::BF16);
 }
 
-int run_demo(const DemoOptions& opt) {
+// The real-model part: a short greedy continuation and the perplexity of the first windows of a text.
+void run_model_demo(const DemoOptions& opt) {
+  LoadedModel m = load_model(opt.model);
+  fmt::print("\nModel {} ({} layers, hidden {}, {} heads / {} KV heads, vocab {}): weights {} + embedding {}, "
+             "loaded in {:.2f} s\n",
+             opt.model.model_dir, m.model.config.num_layers, m.model.config.hidden_size, m.model.config.num_heads,
+             m.model.config.num_kv_heads, m.model.config.vocab_size, human_bytes(m.model.weight_bytes(false)),
+             human_bytes(static_cast<int64_t>(m.model.embedding.nbytes())), m.load_seconds);
+  const std::string prompt = "The state of the Union is";
+  const auto ids = m.tokenizer.encode(prompt, m.tokenizer.add_bos_default());
+  Sampler greedy({.temperature = 0.0f});
+  std::vector<int32_t> all = ids;
+  const GenerateStats st = generate(m.model, ids, 48, greedy, m.tokenizer.eos_id(), [&](int32_t id) {
+    all.push_back(id);
+    return true;
+  });
+  fmt::print("\nGreedy continuation (48 tokens):\n  {}\n", m.tokenizer.decode(all));
+  fmt::print("  prefill {:.0f} tok/s, decode {:.1f} tok/s on {} threads\n", st.prefill_tokens_per_second(),
+             st.decode_tokens_per_second(), max_threads());
+  if (opt.text.empty()) return;
+  const auto text_ids = m.tokenizer.encode(read_text_file(opt.text), true);
+  PplOptions po;
+  po.max_windows = opt.windows;
+  const PplResult r = perplexity(m.model, text_ids, po);
+  fmt::print("\nPerplexity ({}) on the first {} windows of {}: {:.4f} ± {:.4f} ({} tokens, {:.1f} s)\n", r.protocol,
+             r.windows, opt.text, r.ppl, r.ppl_stderr, r.tokens, r.seconds);
+  fmt::print("  (the whole file: lowbit ppl --model {} --text {})\n", opt.model.model_dir, opt.text);
+}
+
+int run_demo(DemoOptions opt) {
+  if (opt.model.model_dir.empty() && !opt.no_model) {
+    const auto found = default_demo_model();
+    if (!found.empty()) {
+      opt.model.model_dir = found.string();
+      const auto text = found.parent_path().parent_path() / "data" / "sotu" / "validation.txt";
+      if (opt.text.empty() && std::filesystem::exists(text)) opt.text = text.string();
+    }
+  }
   LB_CHECK(opt.rows > 0 && opt.cols > 0 && opt.cols % 128 == 0,
            "demo: --cols must be a positive multiple of 128 (got {}), --rows positive (got {})", opt.cols, opt.rows);
   const Tensor w = random_weight(opt.rows, opt.cols, opt.seed);
@@ -146,6 +192,7 @@ int run_demo(const DemoOptions& opt) {
     fmt::print("{}", table.render());
     fmt::print("\nbits/weight counts codes and their scales/zero points; SQNR = 10·log10(Σw² / Σ(w−ŵ)²).\n");
   }
+  if (!opt.model.model_dir.empty() && !opt.json) run_model_demo(opt);
   return 0;
 }
 
@@ -156,11 +203,17 @@ Action register_demo(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "demo",
       "Quantize a built-in random weight matrix (bf16, 4096x4096 by default) with each scheme and print\n"
-      "bits per weight (scales included), bytes, SQNR, max abs error and time per scheme.");
+      "bits per weight (scales included), bytes, SQNR, max abs error and time per scheme. Then, given --model\n"
+      "(default: ../shared/models/sotu-llama-23m when it exists), generate a short continuation and report\n"
+      "perplexity on the first --windows windows of --text.");
   sub->add_option("--rows", opt->rows, "rows (output features) of the weight")->capture_default_str();
   sub->add_option("--cols", opt->cols, "columns (input features); a multiple of 128")->capture_default_str();
   sub->add_option("--seed", opt->seed, "random seed")->capture_default_str();
-  sub->add_flag("--json", opt->json, "print one JSON object instead of the table");
+  sub->add_flag("--json", opt->json, "print one JSON object instead of the table (random weight only)");
+  add_model_options(sub, opt->model, false);
+  sub->add_option("--text", opt->text, "text for the perplexity part (default: the sotu validation text)");
+  sub->add_option("--windows", opt->windows, "perplexity windows of 512 tokens to evaluate")->capture_default_str();
+  sub->add_flag("--no-model", opt->no_model, "skip the real-model part");
   return [opt] { return run_demo(*opt); };
 }
 

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
     actions[app.get_subcommands({})[before]] = std::move(a);
   };
   add(lowbit::cli::register_demo);
+  add(lowbit::cli::register_generate);
+  add(lowbit::cli::register_ppl);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

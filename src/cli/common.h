@@ -1,0 +1,35 @@
+// Pieces the model-running subcommands share: model options, loading, and output helpers.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "lowbit/model/llama.h"
+#include "lowbit/model/tokenizer.h"
+
+namespace lowbit::cli {
+
+struct ModelOptions {
+  std::string model_dir;
+  int threads = 0;
+};
+
+// Adds --model (required unless `model_required` is false) and --threads.
+void add_model_options(CLI::App* sub, ModelOptions& o, bool model_required = true);
+
+struct LoadedModel {
+  LlamaModel model;
+  Tokenizer tokenizer;
+  double load_seconds = 0;
+};
+
+LoadedModel load_model(const ModelOptions& o);
+
+std::string human_bytes(int64_t bytes);  // "45.3 MB"
+
+// The sotu-llama-23m checkpoint beside the repository (../shared/models), if present.
+std::filesystem::path default_demo_model();
+
+}  // namespace lowbit::cli
