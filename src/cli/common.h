@@ -14,15 +14,19 @@ namespace lowbit::cli {
 struct ModelOptions {
   std::string model_dir;
   int threads = 0;
+  std::string quant;   // quantize on the fly with this scheme
+  std::string recipe;  // per-layer overrides (JSON)
 };
 
-// Adds --model (required unless `model_required` is false) and --threads.
+// Adds --model (required unless `model_required` is false), --threads, --quant and --recipe.
 void add_model_options(CLI::App* sub, ModelOptions& o, bool model_required = true);
 
 struct LoadedModel {
   LlamaModel model;
   Tokenizer tokenizer;
   double load_seconds = 0;
+  double quantize_seconds = 0;
+  std::string scheme = "bf16";  // what --quant/--recipe applied, for display
 };
 
 LoadedModel load_model(const ModelOptions& o);

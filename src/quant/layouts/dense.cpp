@@ -1,5 +1,6 @@
+// Unquantized float weights (fp32 / bf16 / fp16).
 #include "kernels/cpu/gemm.h"
-#include "lowbit/quant/linear.h"
+#include "registry.h"
 
 namespace lowbit::quant {
 
@@ -24,6 +25,18 @@ void DenseWeight::linear(const float* x, int64_t M, float* y) const {
   const WType wt = w_.dtype() == DType::F32 ? WType::F32 : w_.dtype() == DType::BF16 ? WType::BF16 : WType::F16;
   const int64_t N = out_features(), K = in_features();
   kernels::cpu::gemm({x, K, w_.raw(), wt, K, y, N, M, N, K});
+}
+
+void DenseWeight::dequantize_rows(int64_t n0, int64_t n1, float* out) const {
+  const int64_t K = in_features();
+  convert_elements(static_cast<const char*>(w_.raw()) + n0 * K * dtype_size(w_.dtype()), w_.dtype(), out,
+                   DType::F32, (n1 - n0) * K);
+}
+
+SavedWeight DenseWeight::save() const { return {"dense", nlohmann::json::object(), {{"weight", w_}}}; }
+
+LinearPtr load_dense(const nlohmann::json&, const std::function<Tensor(const std::string&)>& get) {
+  return std::make_shared<DenseWeight>(get("weight"));
 }
 
 }  // namespace lowbit::quant

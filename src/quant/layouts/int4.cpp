@@ -1,0 +1,79 @@
+// uint4 weights, asymmetric per group with a float zero point: torchao's int4 weight-only (tinygemm) math.
+#include "layouts.h"
+#include "lowbit/core/float_formats.h"
+#include "lowbit/quant/primitives.h"
+#include "registry.h"
+
+namespace lowbit::quant {
+namespace {
+
+// Chunk order: byte j of each 64-weight chunk = weight j (low nibble) | weight j + 32 (high nibble).
+void pack_row(const int32_t* q, int64_t K, uint8_t* out) {
+  for (int64_t c = 0; c < K; c += 64)
+    for (int64_t j = 0; j < 32; ++j)
+      out[c / 2 + j] = static_cast<uint8_t>(q[c + j] | (q[c + j + 32] << 4));
+}
+
+}  // namespace
+
+LinearPtr Int4Weight::quantize(const Tensor& w, int group) {
+  const int64_t N = w.size(0), K = w.size(1);
+  LB_CHECK(K % group == 0, "int4wo-{}: in_features {} is not a multiple of the group size", group, K);
+  LB_CHECK(K % 64 == 0, "int4wo-{}: in_features {} must be a multiple of 64 for the packed int4 layout", group, K);
+  // torchao Int4WeightOnlyConfig: ASYMMETRIC, uint4 [0, 15], eps 1e-6, bf16 scale and zero, float zero point.
+  const auto qp = choose_qparams_affine_float_zero(w, {1, group}, 0, 15, 1e-6, DType::BF16, DType::BF16);
+  const Tensor q = quantize_affine(w, {1, group}, qp.scale, qp.zero_point, ZeroPointDomain::Float, 0, 15, DType::I32);
+  Tensor packed = Tensor::empty({N, K / 2}, DType::U8);
+  for (int64_t n = 0; n < N; ++n) pack_row(q.data<int32_t>() + n * K, K, packed.data<uint8_t>() + n * K / 2);
+  return std::make_shared<Int4Weight>(packed, qp.scale.reshape({N, K / group}), qp.zero_point.reshape({N, K / group}),
+                                      group);
+}
+
+Int4Weight::Int4Weight(Tensor packed, Tensor scale, Tensor zero, int group)
+    : group_(group), packed_(packed.contiguous()), scale_(scale.contiguous()), zero_(zero.contiguous()) {
+  LB_CHECK(packed_.dim() == 2 && packed_.dtype() == DType::U8, "int4 layout: packed codes must be uint8 [N, K/2]");
+  n_ = packed_.size(0);
+  k_ = packed_.size(1) * 2;
+  LB_CHECK(group > 0 && k_ % group == 0 && k_ % 64 == 0, "int4 layout: K {} and group {} do not fit", k_, group);
+  const Shape qs{n_, k_ / group};
+  LB_CHECK(scale_.shape() == qs && zero_.shape() == qs && scale_.dtype() == DType::BF16 && zero_.dtype() == DType::BF16,
+           "int4 layout: scale and zero must be bfloat16 {}, got {} and {}", shape_str(qs), scale_.describe(),
+           zero_.describe());
+}
+
+int64_t Int4Weight::nbytes() const {
+  return static_cast<int64_t>(packed_.nbytes() + scale_.nbytes() + zero_.nbytes());
+}
+
+void Int4Weight::dequantize_rows(int64_t n0, int64_t n1, float* out) const {
+  const auto* p = packed_.data<uint8_t>();
+  const auto* s = reinterpret_cast<const uint16_t*>(scale_.raw());
+  const auto* z = reinterpret_cast<const uint16_t*>(zero_.raw());
+  const int64_t groups = k_ / group_;
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* row = p + n * k_ / 2;
+    float* o = out + (n - n0) * k_;
+    for (int64_t c = 0; c < k_; c += 64)
+      for (int64_t j = 0; j < 32; ++j) {
+        o[c + j] = static_cast<float>(row[c / 2 + j] & 0xf);
+        o[c + j + 32] = static_cast<float>(row[c / 2 + j] >> 4);
+      }
+    // torchao: (q - 8) in float32, times scale, plus zero.
+    for (int64_t k = 0; k < k_; ++k) {
+      const int64_t g = n * groups + k / group_;
+      o[k] = (o[k] - 8.0f) * bf16_to_f32(s[g]) + bf16_to_f32(z[g]);
+    }
+  }
+}
+
+void Int4Weight::linear(const float* x, int64_t M, float* y) const { linear_reference(x, M, y); }
+
+SavedWeight Int4Weight::save() const {
+  return {"int4", {{"group_size", group_}}, {{"qdata", packed_}, {"scale", scale_}, {"zero", zero_}}};
+}
+
+LinearPtr load_int4(const nlohmann::json& p, const std::function<Tensor(const std::string&)>& get) {
+  return std::make_shared<Int4Weight>(get("qdata"), get("scale"), get("zero"), p.at("group_size").get<int>());
+}
+
+}  // namespace lowbit::quant

@@ -1,0 +1,77 @@
+// uintB weights per group with an integer zero point (torchao UIntXWeightOnlyConfig), bit-packed.
+#include "layouts.h"
+#include "lowbit/core/packing.h"
+#include "lowbit/quant/primitives.h"
+#include "registry.h"
+
+namespace lowbit::quant {
+
+LinearPtr UIntXWeight::quantize(const Tensor& w, int bits, int group) {
+  const int64_t N = w.size(0), K = w.size(1);
+  LB_CHECK(K % group == 0, "uintx-{}-{}: in_features {} is not a multiple of the group size", bits, group, K);
+  const QRange r = int_range(bits, false);
+  // torchao: ASYMMETRIC, (1, G), eps = finfo(float32).eps, int32 zero point, scale in the weight's dtype.
+  ChooseQParamsOptions o{.mapping = MappingType::Asymmetric, .block_size = {1, group}, .qmin = r.qmin,
+                         .qmax = r.qmax, .eps = 0x1p-23, .zero_point_dtype = DType::I32};
+  const auto qp = choose_qparams_affine(w, o);
+  const Tensor q = quantize_affine(w, {1, group}, qp.scale, qp.zero_point, ZeroPointDomain::Int, r.qmin, r.qmax,
+                                   DType::U8);
+  const int64_t G = K / group;
+  const Tensor zp = qp.zero_point.to(DType::U8);
+  Tensor packed = Tensor::empty({N, packed_bytes(K, bits)}, DType::U8);
+  Tensor zpacked = Tensor::empty({N, packed_bytes(G, bits)}, DType::U8);
+  for (int64_t n = 0; n < N; ++n) {
+    pack_bits(q.data<uint8_t>() + n * K, K, bits, packed.data<uint8_t>() + n * packed.size(1));
+    pack_bits(zp.data<uint8_t>() + n * G, G, bits, zpacked.data<uint8_t>() + n * zpacked.size(1));
+  }
+  return std::make_shared<UIntXWeight>(packed, qp.scale.reshape({N, G}), zpacked, K, bits, group);
+}
+
+UIntXWeight::UIntXWeight(Tensor packed, Tensor scale, Tensor zero, int64_t k, int bits, int group)
+    : packed_(packed.contiguous()), scale_(scale.contiguous()), zero_(zero.contiguous()), k_(k), bits_(bits),
+      group_(group) {
+  LB_CHECK(bits >= 1 && bits <= 8 && group > 0 && k % group == 0, "uintx layout: bits {} group {} K {} do not fit",
+           bits, group, k);
+  const int64_t N = scale_.size(0), G = k / group;
+  LB_CHECK(scale_.shape() == (Shape{N, G}) && dtype_is_float(scale_.dtype()), "uintx layout: scale must be [N, {}]", G);
+  LB_CHECK(packed_.shape() == (Shape{N, packed_bytes(k, bits)}) && packed_.dtype() == DType::U8,
+           "uintx layout: codes must be uint8 [{}, {}], got {}", N, packed_bytes(k, bits), packed_.describe());
+  LB_CHECK(zero_.shape() == (Shape{N, packed_bytes(G, bits)}) && zero_.dtype() == DType::U8,
+           "uintx layout: zero points must be uint8 [{}, {}], got {}", N, packed_bytes(G, bits), zero_.describe());
+}
+
+int64_t UIntXWeight::nbytes() const {
+  return static_cast<int64_t>(packed_.nbytes() + scale_.nbytes() + zero_.nbytes());
+}
+
+std::string UIntXWeight::scheme() const { return config_name(UIntXWeightOnly{bits_, group_}); }
+
+void UIntXWeight::dequantize_rows(int64_t n0, int64_t n1, float* out) const {
+  const int64_t G = k_ / group_;
+  std::vector<uint8_t> q(static_cast<size_t>(k_)), z(static_cast<size_t>(G));
+  std::vector<float> s(static_cast<size_t>(G));
+  const size_t es = dtype_size(scale_.dtype());
+  for (int64_t n = n0; n < n1; ++n) {
+    unpack_bits(packed_.data<uint8_t>() + n * packed_.size(1), k_, bits_, q.data());
+    unpack_bits(zero_.data<uint8_t>() + n * zero_.size(1), G, bits_, z.data());
+    convert_elements(static_cast<const char*>(scale_.raw()) + n * G * es, scale_.dtype(), s.data(), DType::F32, G);
+    for (int64_t k = 0; k < k_; ++k) {
+      const int64_t g = k / group_;
+      // torchao: (q - zero_point) in float32, times the scale.
+      out[(n - n0) * k_ + k] = (static_cast<float>(q[k]) - static_cast<float>(z[g])) * s[g];
+    }
+  }
+}
+
+SavedWeight UIntXWeight::save() const {
+  return {"uintx",
+          {{"bits", bits_}, {"group_size", group_}, {"in_features", k_}},
+          {{"qdata", packed_}, {"scale", scale_}, {"zero_point", zero_}}};
+}
+
+LinearPtr load_uintx(const nlohmann::json& p, const std::function<Tensor(const std::string&)>& get) {
+  return std::make_shared<UIntXWeight>(get("qdata"), get("scale"), get("zero_point"), p.at("in_features").get<int64_t>(),
+                                       p.at("bits").get<int>(), p.at("group_size").get<int>());
+}
+
+}  // namespace lowbit::quant
