@@ -13,5 +13,6 @@ using Action = std::function<int()>;
 Action register_demo(CLI::App& app);
 Action register_generate(CLI::App& app);
 Action register_ppl(CLI::App& app);
+Action register_quantize(CLI::App& app);
 
 }  // namespace lowbit::cli

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   add(lowbit::cli::register_demo);
   add(lowbit::cli::register_generate);
   add(lowbit::cli::register_ppl);
+  add(lowbit::cli::register_quantize);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

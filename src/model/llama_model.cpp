@@ -1,11 +1,39 @@
 #include "lowbit/model/checkpoint.h"
 #include "lowbit/model/llama.h"
+#include "lowbit/model/quantized_checkpoint.h"
 
 namespace lowbit {
 namespace {
 
 std::vector<float> norm_weight(const Checkpoint& ck, const std::string& name, int64_t dim) {
   return ck.tensor(name, {dim}).to_f32_vector();
+}
+
+// A Linear layer of a lowbit quantized checkpoint, rebuilt from its manifest entry.
+quant::LinearPtr load_quantized_linear(const Checkpoint& ck, const nlohmann::json& manifest,
+                                       const std::filesystem::path& dir, const std::string& layer, int64_t out,
+                                       int64_t in) {
+  const std::string where = (dir / "lowbit.json").string();
+  LB_CHECK(manifest["layers"].contains(layer), "{}: no entry for layer {}", where, layer);
+  const auto& e = manifest["layers"][layer];
+  try {
+    LB_CHECK(e.at("shape") == nlohmann::json({out, in}), "{}: layer {} has shape {}, the config says [{}, {}]", where,
+             layer, e.at("shape").dump(), out, in);
+    const auto& tensors = e.at("tensors");
+    quant::LinearPtr w = quant::load_weight(e.at("layout").get<std::string>(), e.at("params"), [&](const std::string& f) {
+      LB_CHECK(tensors.contains(f), "{}: layer {} lists no tensor '{}'", where, layer, f);
+      return ck.tensor(tensors[f].get<std::string>());
+    });
+    LB_CHECK(w->out_features() == out && w->in_features() == in, "{}: layer {} holds a [{}, {}] weight, expected [{}, {}]",
+             where, layer, w->out_features(), w->in_features(), out, in);
+    return w;
+  } catch (const nlohmann::json::exception& x) {
+    fail("{}: layer {}: {}", where, layer, x.what());
+  } catch (const Error& x) {
+    const std::string msg = x.what();
+    if (msg.find(layer) != std::string::npos) throw;
+    fail("{}: layer {}: {}", dir.string(), layer, msg);
+  }
 }
 
 }  // namespace
@@ -16,7 +44,10 @@ LlamaModel LlamaModel::load(const std::filesystem::path& dir, const LoadOptions&
   const Checkpoint ck = Checkpoint::open(dir);
   const LlamaConfig& c = m.config;
   const int64_t D = c.hidden_size, F = c.intermediate_size;
+  const bool quantized = is_quantized_checkpoint(dir);
+  const nlohmann::json manifest = quantized ? read_manifest(dir) : nlohmann::json();
   auto linear = [&](const std::string& name, int64_t out, int64_t in) -> quant::LinearPtr {
+    if (quantized) return load_quantized_linear(ck, manifest, dir, name.substr(0, name.size() - 7), out, in);
     Tensor w = ck.tensor(name, {out, in});
     LB_CHECK(dtype_is_float(w.dtype()) && w.dtype() != DType::F8E4M3 && w.dtype() != DType::F8E5M2,
              "{}: tensor '{}' has dtype {}; expected float32, bfloat16 or float16",
@@ -40,7 +71,7 @@ LlamaModel LlamaModel::load(const std::filesystem::path& dir, const LoadOptions&
     m.layers.push_back(std::move(L));
   }
   m.final_norm = norm_weight(ck, "model.norm.weight", D);
-  if (ck.contains("lm_head.weight")) {
+  if (ck.contains("lm_head.weight") || (quantized && manifest["layers"].contains("lm_head"))) {
     m.lm_head = linear("lm_head.weight", c.vocab_size, D);
   } else {
     LB_CHECK(c.tie_word_embeddings, "{}: no lm_head.weight and tie_word_embeddings is false", dir.string());
