@@ -14,5 +14,6 @@ Action register_demo(CLI::App& app);
 Action register_generate(CLI::App& app);
 Action register_ppl(CLI::App& app);
 Action register_quantize(CLI::App& app);
+Action register_bench(CLI::App& app);
 
 }  // namespace lowbit::cli

@@ -7,11 +7,12 @@
 
 namespace lowbit::cli {
 
-void add_model_options(CLI::App* sub, ModelOptions& o, bool model_required) {
+void add_model_options(CLI::App* sub, ModelOptions& o, bool model_required, bool with_quant) {
   auto* opt = sub->add_option("--model", o.model_dir,
                               "Hugging Face model directory (config.json, *.safetensors, tokenizer.json)");
   if (model_required) opt->required();
   sub->add_option("--threads", o.threads, "CPU threads (default: every core)");
+  if (!with_quant) return;
   sub->add_option("--quant", o.quant,
                   "quantize every Linear layer on the fly: bf16, int8wo, int4wo-{32,64,128,256}, int8dq, float8wo,\n"
                   "float8dq-row, float8dq-tensor, fp6, uintx-B-G, a8wx-B-G, w4a8, codebook-4-64");

@@ -18,8 +18,9 @@ struct ModelOptions {
   std::string recipe;  // per-layer overrides (JSON)
 };
 
-// Adds --model (required unless `model_required` is false), --threads, --quant and --recipe.
-void add_model_options(CLI::App* sub, ModelOptions& o, bool model_required = true);
+// Adds --model (required unless `model_required` is false), --threads, and unless `with_quant` is false
+// --quant and --recipe.
+void add_model_options(CLI::App* sub, ModelOptions& o, bool model_required = true, bool with_quant = true);
 
 struct LoadedModel {
   LlamaModel model;

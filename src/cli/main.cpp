@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   add(lowbit::cli::register_generate);
   add(lowbit::cli::register_ppl);
   add(lowbit::cli::register_quantize);
+  add(lowbit::cli::register_bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

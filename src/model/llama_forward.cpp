@@ -2,6 +2,8 @@
 #include <cmath>
 #include <numbers>
 
+#include <omp.h>
+
 #include "kernels/cpu/gemm.h"
 #include "lowbit/core/float_formats.h"
 #include "lowbit/model/llama.h"
@@ -9,7 +11,7 @@
 namespace lowbit {
 namespace {
 
-using kernels::cpu::gemm;
+using kernels::cpu::gemm_serial;
 using kernels::cpu::GemmArgs;
 using kernels::cpu::WType;
 
@@ -53,11 +55,12 @@ void rmsnorm(const float* x, const float* w, float* out, int64_t T, int64_t D, f
 
 LlamaRunner::LlamaRunner(const LlamaModel& model) : m_(model), inv_freq_(rope_inv_freq(model.config)) {}
 
-void LlamaRunner::rope(float* v, int64_t T, int64_t p0, int64_t n_heads) {
+void LlamaRunner::rope(float* v, int64_t n_heads) {
   const int64_t hd = m_.config.head_dim, half = hd / 2, row = n_heads * hd;
+  const auto T = static_cast<int64_t>(pos_.size());
 #pragma omp parallel for schedule(static) if (T > 8)
   for (int64_t t = 0; t < T; ++t) {
-    const float pos = static_cast<float>(p0 + t);
+    const float pos = static_cast<float>(pos_[t]);
     for (int64_t i = 0; i < half; ++i) {
       const float angle = pos * inv_freq_[i];  // float32, as transformers computes it
       const float c = static_cast<float>(std::cos(static_cast<double>(angle)));
@@ -72,7 +75,8 @@ void LlamaRunner::rope(float* v, int64_t T, int64_t p0, int64_t n_heads) {
   }
 }
 
-void LlamaRunner::attention(int64_t layer, int64_t T, int64_t p0, KVCache& cache) {
+// Attention for the T rows starting at row0, which belong to one sequence at positions p0 .. p0+T-1.
+void LlamaRunner::attention(int64_t layer, int64_t row0, int64_t T, int64_t p0, KVCache& cache) {
   const LlamaConfig& c = m_.config;
   const int64_t hd = c.head_dim, H = c.num_heads, KV = c.num_kv_heads, group = H / KV;
   const int64_t L = p0 + T, cap = cache.capacity();
@@ -83,18 +87,22 @@ void LlamaRunner::attention(int64_t layer, int64_t T, int64_t p0, KVCache& cache
     float* Vt = cache.values_t(layer, h);
     for (int64_t t = 0; t < T; ++t)
       for (int64_t d = 0; d < hd; ++d) {
-        K[(p0 + t) * hd + d] = k_[t * KV * hd + h * hd + d];
-        Vt[d * cap + p0 + t] = v_[t * KV * hd + h * hd + d];
+        K[(p0 + t) * hd + d] = k_[(row0 + t) * KV * hd + h * hd + d];
+        Vt[d * cap + p0 + t] = v_[(row0 + t) * KV * hd + h * hd + d];
       }
   }
-  scores_.resize(static_cast<size_t>(T * L));
+  // Heads in parallel, each with its own scores buffer; the products inside run on one thread.
+  const int threads = omp_get_max_threads();
+  scores_.resize(static_cast<size_t>(threads * T * L));
+#pragma omp parallel for schedule(static)
   for (int64_t h = 0; h < H; ++h) {
     const int64_t kvh = h / group;
+    float* scores = scores_.data() + static_cast<int64_t>(omp_get_thread_num()) * T * L;
     // scores[t, l] = q_t · k_l
-    gemm(GemmArgs{q_.data() + h * hd, H * hd, cache.keys(layer, kvh), WType::F32, hd, scores_.data(), L, T, L, hd});
-#pragma omp parallel for schedule(static) if (T > 8)
+    gemm_serial(GemmArgs{q_.data() + row0 * H * hd + h * hd, H * hd, cache.keys(layer, kvh), WType::F32, hd, scores, L, T, L,
+                  hd});
     for (int64_t t = 0; t < T; ++t) {
-      float* s = scores_.data() + t * L;
+      float* s = scores + t * L;
       const int64_t visible = p0 + t + 1;  // causal: positions 0 .. p0+t
       float mx = -INFINITY;
       for (int64_t l = 0; l < visible; ++l) {
@@ -111,18 +119,33 @@ void LlamaRunner::attention(int64_t layer, int64_t T, int64_t p0, KVCache& cache
       for (int64_t l = visible; l < L; ++l) s[l] = 0.0f;
     }
     // out[t, d] = Σ_l p[t, l] · v_l[d]
-    gemm(GemmArgs{scores_.data(), L, cache.values_t(layer, kvh), WType::F32, cap, att_.data() + h * hd, H * hd, T,
-                  hd, L});
+    gemm_serial(GemmArgs{scores, L, cache.values_t(layer, kvh), WType::F32, cap, att_.data() + row0 * H * hd + h * hd, H * hd,
+                  T, hd, L});
   }
 }
 
 const std::vector<float>& LlamaRunner::forward(std::span<const int32_t> tokens, KVCache& cache, Logits which) {
+  const Segment s{tokens, &cache};
+  return forward(std::span<const Segment>(&s, 1), which);
+}
+
+const std::vector<float>& LlamaRunner::forward(std::span<const Segment> batch, Logits which) {
   const LlamaConfig& c = m_.config;
-  const int64_t T = static_cast<int64_t>(tokens.size()), D = c.hidden_size, F = c.intermediate_size;
-  const int64_t p0 = cache.length();
-  LB_CHECK(T > 0, "forward: no tokens");
-  LB_CHECK(p0 + T <= cache.capacity(), "forward: {} tokens at position {} exceed the KV cache capacity {}", T, p0,
-           cache.capacity());
+  const int64_t D = c.hidden_size, F = c.intermediate_size;
+  pos_.clear();
+  std::vector<int64_t> row0(batch.size()), last_rows;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const auto& seg = batch[s];
+    const auto T = static_cast<int64_t>(seg.tokens.size());
+    const int64_t p0 = seg.cache->length();
+    LB_CHECK(T > 0, "forward: a sequence with no tokens");
+    LB_CHECK(p0 + T <= seg.cache->capacity(), "forward: {} tokens at position {} exceed the KV cache capacity {}", T,
+             p0, seg.cache->capacity());
+    row0[s] = static_cast<int64_t>(pos_.size());
+    for (int64_t t = 0; t < T; ++t) pos_.push_back(p0 + t);
+    last_rows.push_back(static_cast<int64_t>(pos_.size()) - 1);
+  }
+  const auto T = static_cast<int64_t>(pos_.size());
   x_.resize(T * D);
   xb_.resize(T * D);
   q_.resize(T * c.q_dim());
@@ -132,28 +155,35 @@ const std::vector<float>& LlamaRunner::forward(std::span<const int32_t> tokens, 
   hb_.resize(T * F);
   hb2_.resize(T * F);
 
-  for (int64_t t = 0; t < T; ++t) {
-    LB_CHECK(tokens[t] >= 0 && tokens[t] < c.vocab_size, "token id {} outside the vocabulary of {}", tokens[t],
-             c.vocab_size);
-    convert_elements(static_cast<const char*>(m_.embedding.raw()) + tokens[t] * D * dtype_size(m_.embedding.dtype()),
-                     m_.embedding.dtype(), x_.data() + t * D, DType::F32, D);
-  }
+  int64_t r = 0;
+  for (const auto& seg : batch)
+    for (int32_t tok : seg.tokens) {
+      LB_CHECK(tok >= 0 && tok < c.vocab_size, "token id {} outside the vocabulary of {}", tok, c.vocab_size);
+      convert_elements(static_cast<const char*>(m_.embedding.raw()) + tok * D * dtype_size(m_.embedding.dtype()),
+                       m_.embedding.dtype(), x_.data() + r++ * D, DType::F32, D);
+    }
   const float eps = static_cast<float>(c.rms_norm_eps);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LlamaLayer& L = m_.layers[l];
     rmsnorm(x_.data(), L.attn_norm.data(), xb_.data(), T, D, eps);
-    L.wq->linear(xb_.data(), T, q_.data());
-    L.wk->linear(xb_.data(), T, k_.data());
-    L.wv->linear(xb_.data(), T, v_.data());
-    rope(q_.data(), T, p0, c.num_heads);
-    rope(k_.data(), T, p0, c.num_kv_heads);
-    attention(l, T, p0, cache);
+    {
+      const quant::LinearWeight* w[3] = {L.wq.get(), L.wk.get(), L.wv.get()};
+      float* out[3] = {q_.data(), k_.data(), v_.data()};
+      quant::linear_many(w, xb_.data(), T, out);
+    }
+    rope(q_.data(), c.num_heads);
+    rope(k_.data(), c.num_kv_heads);
+    for (size_t s = 0; s < batch.size(); ++s)
+      attention(l, row0[s], static_cast<int64_t>(batch[s].tokens.size()), batch[s].cache->length(), *batch[s].cache);
     L.wo->linear(att_.data(), T, xb_.data());
     for (int64_t i = 0; i < T * D; ++i) x_[i] += xb_[i];
 
     rmsnorm(x_.data(), L.ffn_norm.data(), xb_.data(), T, D, eps);
-    L.w_gate->linear(xb_.data(), T, hb_.data());
-    L.w_up->linear(xb_.data(), T, hb2_.data());
+    {
+      const quant::LinearWeight* w[2] = {L.w_gate.get(), L.w_up.get()};
+      float* out[2] = {hb_.data(), hb2_.data()};
+      quant::linear_many(w, xb_.data(), T, out);
+    }
 #pragma omp parallel for schedule(static) if (T * F > 65536)
     for (int64_t i = 0; i < T * F; ++i) {
       const float g = hb_[i];
@@ -162,10 +192,15 @@ const std::vector<float>& LlamaRunner::forward(std::span<const int32_t> tokens, 
     L.w_down->linear(hb_.data(), T, xb_.data());
     for (int64_t i = 0; i < T * D; ++i) x_[i] += xb_[i];
   }
-  cache.length_ = p0 + T;
+  for (const auto& seg : batch) seg.cache->length_ += static_cast<int64_t>(seg.tokens.size());
 
-  const int64_t first = which == Logits::All ? 0 : T - 1, rows = T - first;
-  rmsnorm(x_.data() + first * D, m_.final_norm.data(), xb_.data(), rows, D, eps);
+  // Final norm and the output projection, for the rows whose logits were asked for.
+  int64_t rows = T;
+  if (which == Logits::Last) {
+    rows = static_cast<int64_t>(last_rows.size());
+    for (int64_t i = 0; i < rows; ++i) std::copy_n(x_.data() + last_rows[i] * D, D, x_.data() + i * D);
+  }
+  rmsnorm(x_.data(), m_.final_norm.data(), xb_.data(), rows, D, eps);
   logits_.resize(static_cast<size_t>(rows * c.vocab_size));
   m_.lm_head->linear(xb_.data(), rows, logits_.data());
   return logits_;

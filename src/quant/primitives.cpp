@@ -84,10 +84,23 @@ void check_finite(const Tensor& x, std::string_view what) {
   const Tensor c = host_contiguous(x, what);
   if (!dtype_is_float(c.dtype())) return;
   const int64_t n = c.numel();
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = load_f32(c.raw(), c.dtype(), i);
-    LB_CHECK(std::isfinite(v), "{}: non-finite value {} at flat index {} of {}", what, v, i, c.describe());
+  // Finite means an exponent field that is not all ones; bf16 and fp16 are checked on their bits.
+  int64_t first_bad = n;
+  const auto scan = [&](auto bits_of, auto exp_mask) {
+#pragma omp parallel for reduction(min : first_bad) schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      if ((bits_of(i) & exp_mask) == exp_mask && i < first_bad) first_bad = i;
+  };
+  switch (c.dtype()) {
+    case DType::F32: scan([p = static_cast<const uint32_t*>(c.raw())](int64_t i) { return p[i]; }, 0x7f800000u); break;
+    case DType::BF16: scan([p = static_cast<const uint16_t*>(c.raw())](int64_t i) { return p[i]; }, uint16_t{0x7f80}); break;
+    case DType::F16: scan([p = static_cast<const uint16_t*>(c.raw())](int64_t i) { return p[i]; }, uint16_t{0x7c00}); break;
+    default:
+      for (int64_t i = 0; i < n && first_bad == n; ++i)
+        if (!std::isfinite(load_f32(c.raw(), c.dtype(), i))) first_bad = i;
   }
+  LB_CHECK(first_bad == n, "{}: non-finite value {} at flat index {} of {}", what, load_f32(c.raw(), c.dtype(), first_bad),
+           first_bad, c.describe());
 }
 
 // ---------------------------------------------------------------- BlockGrid

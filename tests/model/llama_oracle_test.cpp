@@ -103,3 +103,35 @@ TEST_F(LlamaOracle, ChunkedPrefillEqualsOneShot) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+TEST_F(LlamaOracle, BatchedDecodeEqualsSeparateSequences) {
+  const auto ids = test::ids_of(test::sotu_oracle().tensor("window0_ids"));
+  const std::vector<int32_t> a(ids.begin(), ids.begin() + 9), b(ids.begin() + 20, ids.begin() + 33);
+  LlamaRunner run(*model_);
+  KVCache ca(model_->config, 32), cb(model_->config, 32), sa(model_->config, 32), sb(model_->config, 32);
+  run.forward(a, ca);
+  run.forward(b, cb);
+  run.forward(a, sa);
+  run.forward(b, sb);
+  const std::vector<int32_t> ta{ids[40]}, tb{ids[41]};
+  const Segment batch[2] = {{ta, &ca}, {tb, &cb}};
+  const std::vector<float> both = run.forward(batch);
+  const std::vector<float> one_a = run.forward(ta, sa);
+  const std::vector<float> one_b = run.forward(tb, sb);
+  const int64_t V = model_->config.vocab_size;
+  ASSERT_EQ(both.size(), static_cast<size_t>(2 * V));
+  double max_diff = 0;
+  for (int64_t v = 0; v < V; ++v) {
+    max_diff = std::max(max_diff, std::fabs(double(both[v]) - one_a[v]));
+    max_diff = std::max(max_diff, std::fabs(double(both[V + v]) - one_b[v]));
+  }
+  EXPECT_LE(max_diff, 1e-4);
+  EXPECT_EQ(ca.length(), 10);
+  EXPECT_EQ(cb.length(), 14);
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -62,19 +62,29 @@ class KVCache {
 
 enum class Logits { Last, All };
 
+// Tokens of one sequence in a batch: they run at positions cache->length() onwards.
+struct Segment {
+  std::span<const int32_t> tokens;
+  KVCache* cache;
+};
+
 class LlamaRunner {
  public:
   explicit LlamaRunner(const LlamaModel& model);
   // Runs `tokens` at positions cache.length() .. + tokens.size(), appending to the cache. Returns the
   // logits of the last position ([vocab]) or of every position ([tokens, vocab]).
   const std::vector<float>& forward(std::span<const int32_t> tokens, KVCache& cache, Logits which = Logits::Last);
+  // Several sequences at once (batched decode: one token each): every Linear sees all their rows together.
+  // Returns the logits of each segment's last token ([segments, vocab]) or of every token.
+  const std::vector<float>& forward(std::span<const Segment> batch, Logits which = Logits::Last);
 
  private:
-  void attention(int64_t layer, int64_t T, int64_t p0, KVCache& cache);
-  void rope(float* v, int64_t T, int64_t p0, int64_t n_heads);
+  void attention(int64_t layer, int64_t row0, int64_t T, int64_t p0, KVCache& cache);
+  void rope(float* v, int64_t n_heads);
 
   const LlamaModel& m_;
   std::vector<float> inv_freq_;
+  std::vector<int64_t> pos_;  // position of each row in the batch
   std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_, scores_, logits_;
 };
 

@@ -1,9 +1,13 @@
 #include "kernels/cpu/gemm.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <atomic>
 
 #include "lowbit/core/error.h"
 #include "lowbit/core/float_formats.h"
+#include "lowbit/kernels/cpu_info.h"
 
 namespace lowbit::kernels::cpu {
 namespace {
@@ -33,7 +37,6 @@ std::atomic<Isa>& active() {
 }
 
 void gemm_scalar(const GemmArgs& a) {
-#pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < a.N; ++n) {
     const char* wrow = static_cast<const char*>(a.w) + n * a.ldw * (a.wt == WType::F32 ? 4 : 2);
     for (int64_t m = 0; m < a.M; ++m) {
@@ -77,7 +80,21 @@ std::string_view isa_name(Isa isa) {
   return "?";
 }
 
-void gemm(const GemmArgs& a) {
+bool cpu_has_vnni() {
+  static const bool v = detected_isa() == Isa::Avx512 && __builtin_cpu_supports("avx512vnni");
+  return v;
+}
+
+}  // namespace lowbit::kernels::cpu
+
+std::string lowbit::cpu_kernels_description() {
+  using namespace lowbit::kernels::cpu;
+  return std::string(isa_name(active_isa())) + (cpu_has_vnni() && active_isa() == Isa::Avx512 ? " + vnni" : "");
+}
+
+namespace lowbit::kernels::cpu {
+
+void gemm_serial(const GemmArgs& a) {
   if (a.M <= 0 || a.N <= 0) return;
   if (a.K <= 0) {
     for (int64_t m = 0; m < a.M; ++m)
@@ -85,9 +102,35 @@ void gemm(const GemmArgs& a) {
     return;
   }
   switch (active_isa()) {
-    case Isa::Avx512: return gemm_avx512(a);
-    case Isa::Avx2: return gemm_avx2(a);
+    case Isa::Avx512: return gemm_serial_avx512(a);
+    case Isa::Avx2: return gemm_serial_avx2(a);
     case Isa::Scalar: return gemm_scalar(a);
+  }
+}
+
+int64_t row_chunk(int64_t rows, int64_t M) {
+  // About eight chunks per thread keeps threads busy to the end; never under 16 rows (or 4 for big M,
+  // where each row is a lot of work), and a multiple of 4 to keep whole tiles.
+  const int64_t threads = omp_get_max_threads();
+  const int64_t floor_rows = M >= 16 ? 4 : 16;
+  const int64_t c = std::max(floor_rows, rows / (threads * 8));
+  return std::min<int64_t>(256, (c + 3) / 4 * 4);
+}
+
+void gemm(const GemmArgs& a) {
+  if (a.M <= 0 || a.N <= 0) return;
+  const int64_t chunk = row_chunk(a.N, a.M);
+  const int64_t chunks = (a.N + chunk - 1) / chunk;
+  const auto* w = static_cast<const char*>(a.w);
+  const int64_t es = a.wt == WType::F32 ? 4 : 2;
+#pragma omp parallel for schedule(dynamic, 1) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t n0 = c * chunk, n1 = std::min(a.N, n0 + chunk);
+    GemmArgs s = a;
+    s.w = w + n0 * a.ldw * es;
+    s.y = a.y + n0;
+    s.N = n1 - n0;
+    gemm_serial(s);
   }
 }
 

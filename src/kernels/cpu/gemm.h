@@ -20,8 +20,13 @@ struct GemmArgs {
   int64_t M, N, K;
 };
 
-// Multithreaded (OpenMP) fast path, chosen by the CPU's instruction set at run time.
+// Multithreaded (OpenMP) fast path, chosen by the CPU's instruction set at run time: output columns are
+// split into chunks handed out dynamically.
 void gemm(const GemmArgs& a);
+// The same on the calling thread only (for callers that parallelize over something else).
+void gemm_serial(const GemmArgs& a);
+// Output columns per work item when `rows` outputs of products with M input rows are spread over threads.
+int64_t row_chunk(int64_t rows, int64_t M);
 // Scalar reference: one double-free, fp32 accumulation per output, k in order.
 void gemm_reference(const GemmArgs& a);
 
@@ -30,9 +35,10 @@ Isa detected_isa();  // the best the CPU supports
 Isa active_isa();    // what gemm() uses now (detected, unless forced)
 void force_isa(Isa isa);  // for tests and benchmarks; never above detected_isa()
 std::string_view isa_name(Isa isa);
+bool cpu_has_vnni();  // AVX-512 VNNI (int8 dot products) present
 
-// Entry points of the ISA-specific translation units.
-void gemm_avx512(const GemmArgs& a);
-void gemm_avx2(const GemmArgs& a);
+// Entry points of the ISA-specific translation units (single-threaded).
+void gemm_serial_avx512(const GemmArgs& a);
+void gemm_serial_avx2(const GemmArgs& a);
 
 }  // namespace lowbit::kernels::cpu

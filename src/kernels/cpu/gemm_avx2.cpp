@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <vector>
 #include <cstring>
 
 #include "kernels/cpu/gemm.h"
@@ -44,6 +45,7 @@ struct S {
       std::memcpy(out + k, buf, static_cast<size_t>(K - k) * 4);
     }
   }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static float sum(V v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -57,6 +59,6 @@ struct S {
 
 }  // namespace
 
-void gemm_avx2(const GemmArgs& a) { gemm_entry(a); }
+void gemm_serial_avx2(const GemmArgs& a) { gemm_serial_entry(a); }
 
 }  // namespace lowbit::kernels::cpu

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <vector>
 
 #include "kernels/cpu/gemm.h"
 
@@ -40,6 +41,7 @@ struct S {
     for (; k + L <= K; k += L) _mm512_storeu_ps(out + k, load_w<T>(p + 2 * k));
     if (k < K) _mm512_mask_storeu_ps(out + k, static_cast<__mmask16>((1u << (K - k)) - 1), load_w_tail<T>(p + 2 * k, static_cast<int>(K - k)));
   }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static float sum(V v) {
     const __m512 swapped = _mm512_shuffle_f32x4(v, v, 0x4e);  // 256-bit halves exchanged
@@ -55,6 +57,6 @@ struct S {
 
 }  // namespace
 
-void gemm_avx512(const GemmArgs& a) { gemm_entry(a); }
+void gemm_serial_avx512(const GemmArgs& a) { gemm_serial_entry(a); }
 
 }  // namespace lowbit::kernels::cpu

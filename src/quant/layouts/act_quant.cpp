@@ -6,24 +6,6 @@
 
 namespace lowbit::quant {
 
-std::string_view act_quant_name(ActQuant a) {
-  switch (a) {
-    case ActQuant::None: return "none";
-    case ActQuant::Int8Token: return "int8_token";
-    case ActQuant::Int8TokenAsym: return "int8_token_asym";
-    case ActQuant::Fp8Token: return "fp8_token";
-    case ActQuant::Fp8Tensor: return "fp8_tensor";
-  }
-  return "?";
-}
-
-ActQuant act_quant_from_name(std::string_view s) {
-  for (ActQuant a : {ActQuant::None, ActQuant::Int8Token, ActQuant::Int8TokenAsym, ActQuant::Fp8Token,
-                     ActQuant::Fp8Tensor})
-    if (act_quant_name(a) == s) return a;
-  fail("unknown activation quantization '{}'", s);
-}
-
 std::vector<float> fake_quantize_activations(const float* x, int64_t M, int64_t K, ActQuant act) {
   const Tensor xt = Tensor::from_storage(Storage::borrow(const_cast<float*>(x), M * K * 4, nullptr), {M, K},
                                          DType::F32);

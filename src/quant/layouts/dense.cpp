@@ -20,11 +20,12 @@ std::string DenseWeight::scheme() const {
   }
 }
 
-void DenseWeight::linear(const float* x, int64_t M, float* y) const {
+void DenseWeight::linear_rows(const ActView& a, float* y, int64_t ldy, int64_t n0, int64_t n1) const {
   using kernels::cpu::WType;
   const WType wt = w_.dtype() == DType::F32 ? WType::F32 : w_.dtype() == DType::BF16 ? WType::BF16 : WType::F16;
-  const int64_t N = out_features(), K = in_features();
-  kernels::cpu::gemm({x, K, w_.raw(), wt, K, y, N, M, N, K});
+  const int64_t K = in_features();
+  const char* w = static_cast<const char*>(w_.raw()) + n0 * K * dtype_size(w_.dtype());
+  kernels::cpu::gemm_serial({a.x, K, w, wt, K, y + n0, ldy, a.M, n1 - n0, K});
 }
 
 void DenseWeight::dequantize_rows(int64_t n0, int64_t n1, float* out) const {

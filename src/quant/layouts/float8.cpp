@@ -41,12 +41,6 @@ void Float8Weight::dequantize_rows(int64_t n0, int64_t n1, float* out) const {
   }
 }
 
-void Float8Weight::linear(const float* x, int64_t M, float* y) const {
-  if (act_ == ActQuant::None) return linear_reference(x, M, y);
-  const auto xq = fake_quantize_activations(x, M, in_features(), act_);
-  linear_reference(xq.data(), M, y);
-}
-
 SavedWeight Float8Weight::save() const {
   return {"float8", {{"act", act_quant_name(act_)}}, {{"qdata", q_}, {"scale", scale_}}};
 }

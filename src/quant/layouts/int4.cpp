@@ -66,7 +66,6 @@ void Int4Weight::dequantize_rows(int64_t n0, int64_t n1, float* out) const {
   }
 }
 
-void Int4Weight::linear(const float* x, int64_t M, float* y) const { linear_reference(x, M, y); }
 
 SavedWeight Int4Weight::save() const {
   return {"int4", {{"group_size", group_}}, {{"qdata", packed_}, {"scale", scale_}, {"zero", zero_}}};

@@ -42,12 +42,6 @@ void Int8Weight::dequantize_rows(int64_t n0, int64_t n1, float* out) const {
       out[(n - n0) * k_ + k] = static_cast<float>(static_cast<int>(q[n * k_ + k]) - 128) * scale_f32_[n];
 }
 
-void Int8Weight::linear(const float* x, int64_t M, float* y) const {
-  if (act_ == ActQuant::None) return linear_reference(x, M, y);
-  const auto xq = fake_quantize_activations(x, M, k_, act_);
-  linear_reference(xq.data(), M, y);
-}
-
 SavedWeight Int8Weight::save() const {
   Tensor q = Tensor::empty({n_, k_}, DType::I8);
   const auto* s = q_.data<uint8_t>();

@@ -103,11 +103,6 @@ void IntxGroupWeight::dequantize_rows(int64_t n0, int64_t n1, float* out) const 
   }
 }
 
-void IntxGroupWeight::linear(const float* x, int64_t M, float* y) const {
-  const auto xq = fake_quantize_activations(x, M, k_, act_);
-  linear_reference(xq.data(), M, y);
-}
-
 SavedWeight IntxGroupWeight::save() const {
   SavedWeight s{"intx_group",
                 {{"bits", bits_}, {"group_size", group_}, {"in_features", k_}, {"act", act_quant_name(act_)}},

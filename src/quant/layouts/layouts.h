@@ -8,17 +8,6 @@
 
 namespace lowbit::quant {
 
-// How activations are quantized at run time by the dynamic-activation schemes.
-enum class ActQuant {
-  None,          // weight-only: activations stay float
-  Int8Token,     // int8 symmetric per token, range [-127, 127] (torchao int8dq)
-  Int8TokenAsym, // int8 asymmetric per token (torchao a8wx)
-  Fp8Token,      // float8 e4m3 per token
-  Fp8Tensor,     // float8 e4m3 per tensor
-};
-std::string_view act_quant_name(ActQuant a);
-ActQuant act_quant_from_name(std::string_view s);
-
 // int8 per output channel, symmetric (int8wo; int8dq with int8 per-token activations).
 class Int8Weight final : public LinearWeight {
  public:
@@ -26,10 +15,10 @@ class Int8Weight final : public LinearWeight {
   Int8Weight(Tensor qdata, Tensor scale, ActQuant act);
   int64_t out_features() const override { return n_; }
   int64_t in_features() const override { return k_; }
-  void linear(const float* x, int64_t M, float* y) const override;
   void dequantize_rows(int64_t n0, int64_t n1, float* out) const override;
   int64_t nbytes() const override;
   std::string scheme() const override { return act_ == ActQuant::None ? "int8wo" : "int8dq"; }
+  ActQuant act_quant() const override { return act_; }
   SavedWeight save() const override;
 
  private:
@@ -49,7 +38,6 @@ class Int4Weight final : public LinearWeight {
   Int4Weight(Tensor packed, Tensor scale, Tensor zero, int group_size);
   int64_t out_features() const override { return n_; }
   int64_t in_features() const override { return k_; }
-  void linear(const float* x, int64_t M, float* y) const override;
   void dequantize_rows(int64_t n0, int64_t n1, float* out) const override;
   int64_t nbytes() const override;
   std::string scheme() const override { return "int4wo-" + std::to_string(group_); }
@@ -69,10 +57,10 @@ class Float8Weight final : public LinearWeight {
   Float8Weight(Tensor qdata, Tensor scale, ActQuant act);
   int64_t out_features() const override { return q_.size(0); }
   int64_t in_features() const override { return q_.size(1); }
-  void linear(const float* x, int64_t M, float* y) const override;
   void dequantize_rows(int64_t n0, int64_t n1, float* out) const override;
   int64_t nbytes() const override { return static_cast<int64_t>(q_.nbytes() + scale_.nbytes()); }
   std::string scheme() const override;
+  ActQuant act_quant() const override { return act_; }
   SavedWeight save() const override;
 
  private:
@@ -130,11 +118,11 @@ class IntxGroupWeight final : public LinearWeight {
                   ActQuant act);
   int64_t out_features() const override { return group_scale_.size(0); }
   int64_t in_features() const override { return k_; }
-  void linear(const float* x, int64_t M, float* y) const override;
   void dequantize_rows(int64_t n0, int64_t n1, float* out) const override;
   int64_t nbytes() const override;
   std::string scheme() const override;
   SavedWeight save() const override;
+  ActQuant act_quant() const override { return act_; }
 
  private:
   Tensor codes_;          // uint8 [N, ceil(K*B/8)]: (q + 2^(B-1)) bit-packed
