@@ -80,9 +80,12 @@ TEST(Layouts, EverySchemeQuantizesSavesLoadsAndMultiplies) {
       q->linear(x.data(), M, y.data());
       back->linear(x.data(), M, yb.data());
       EXPECT_EQ(y, yb) << "M=" << M;
-      q->linear_reference(x.data(), M, yr.data());  // weight-only math; dynamic schemes differ by act. quantization
-      const bool dyn = name.find("dq") != std::string::npos || name.rfind("a8wx", 0) == 0 || name == "w4a8";
-      EXPECT_LT(nmse(y, yr), dyn ? 3e-3 : 1e-10) << "M=" << M;
+      // The scheme's own math: dynamic schemes' fast paths quantize activations exactly as the reference
+      // does (float summation order aside); int8wo/int4wo's integer paths add int8 activations per
+      // 32-block (llama.cpp's Q8_0), about -45 dB of noise; everything else is the reference itself.
+      q->linear_reference(x.data(), M, yr.data());
+      const bool act_blocks = name == "int8wo" || name.rfind("int4wo", 0) == 0;
+      EXPECT_LT(nmse(y, yr), act_blocks ? 2e-4 : 1e-9) << "M=" << M;
     }
   }
 }

@@ -2,42 +2,46 @@
 #include <cmath>
 
 #include "layouts.h"
+#include "kernels/cpu/qgemm.h"
+#include "lowbit/core/float_formats.h"
 #include "lowbit/quant/primitives.h"
 
 namespace lowbit::quant {
 
 std::vector<float> fake_quantize_activations(const float* x, int64_t M, int64_t K, ActQuant act) {
-  const Tensor xt = Tensor::from_storage(Storage::borrow(const_cast<float*>(x), M * K * 4, nullptr), {M, K},
-                                         DType::F32);
-  Tensor dq;
+  std::vector<float> out(static_cast<size_t>(M * K));
   switch (act) {
-    case ActQuant::None: return std::vector<float>(x, x + M * K);
-    case ActQuant::Int8Token: {
-      // torchao _int8_symm_per_token_reduced_range_quant: [-127, 127], eps 1e-5.
-      ChooseQParamsOptions o{.mapping = MappingType::Symmetric, .block_size = {1, K}, .qmin = -127, .qmax = 127,
-                             .eps = 1e-5};
-      const auto qp = choose_qparams_affine(xt, o);
-      const Tensor q = quantize_affine(xt, {1, K}, qp.scale, qp.zero_point, ZeroPointDomain::Int, -127, 127, DType::I8);
-      dq = dequantize_affine(q, {1, K}, qp.scale, qp.zero_point, ZeroPointDomain::Int, -127, 127);
-      break;
-    }
+    case ActQuant::None: std::copy(x, x + M * K, out.begin()); break;
+    case ActQuant::Int8Token:
     case ActQuant::Int8TokenAsym: {
-      ChooseQParamsOptions o{.mapping = MappingType::Asymmetric, .block_size = {1, K}, .qmin = -128, .qmax = 127,
-                             .eps = 0x1p-23};
-      const auto qp = choose_qparams_affine(xt, o);
-      const Tensor q = quantize_affine(xt, {1, K}, qp.scale, qp.zero_point, ZeroPointDomain::Int, -128, 127, DType::I8);
-      dq = dequantize_affine(q, {1, K}, qp.scale, qp.zero_point, ZeroPointDomain::Int, -128, 127);
+      // The same arithmetic as torchao's choose_qparams/quantize/dequantize on fp32 input (tested).
+      kernels::cpu::Q8Acts q;
+      kernels::cpu::quantize_q8_tokens(x, M, K, act == ActQuant::Int8TokenAsym, K, q);
+#pragma omp parallel for schedule(static) if (M * K > 65536)
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = 0; k < K; ++k)
+          out[m * K + k] = (static_cast<float>(q.q[m * K + k]) - static_cast<float>(q.zero[m])) * q.scale[m];
       break;
     }
     case ActQuant::Fp8Token:
     case ActQuant::Fp8Tensor: {
-      const std::vector<int64_t> block = act == ActQuant::Fp8Token ? std::vector<int64_t>{1, K} : std::vector<int64_t>{M, K};
-      const Tensor s = choose_scale_float8(xt, block, DType::F8E4M3);
-      dq = dequantize_float8(quantize_float8(xt, block, s, DType::F8E4M3), block, s);
+      // scale = amax / 448 over a token (or the whole tensor); x / scale rounded to e4m3; times scale.
+      const int64_t rows = act == ActQuant::Fp8Token ? M : 1, len = act == ActQuant::Fp8Token ? K : M * K;
+#pragma omp parallel for schedule(static) if (M * K > 65536)
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * len;
+        float amax = 0.0f;
+        for (int64_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(xr[i]));
+        const float s = amax / 448.0f;
+        for (int64_t i = 0; i < len; ++i) {
+          const float t = xr[i] == 0.0f ? 0.0f : std::clamp(xr[i] / s, -448.0f, 448.0f);
+          out[r * len + i] = round_to(DType::F8E4M3, t) * s;
+        }
+      }
       break;
     }
   }
-  return dq.to_f32_vector();
+  return out;
 }
 
 }  // namespace lowbit::quant

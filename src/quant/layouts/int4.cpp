@@ -1,4 +1,5 @@
 // uint4 weights, asymmetric per group with a float zero point: torchao's int4 weight-only (tinygemm) math.
+#include "kernels/cpu/qgemm.h"
 #include "layouts.h"
 #include "lowbit/core/float_formats.h"
 #include "lowbit/quant/primitives.h"
@@ -66,6 +67,24 @@ void Int4Weight::dequantize_rows(int64_t n0, int64_t n1, float* out) const {
   }
 }
 
+
+std::string Int4Weight::activation_key() const {
+  return kernels::cpu::integer_kernels_enabled() ? "q8:blocks" : LinearWeight::activation_key();
+}
+
+std::shared_ptr<const void> Int4Weight::prepare_activations(const float* x, int64_t M) const {
+  if (!kernels::cpu::integer_kernels_enabled()) return LinearWeight::prepare_activations(x, M);
+  auto a = std::make_shared<kernels::cpu::Q8Acts>();
+  kernels::cpu::quantize_q8_blocks(x, M, k_, *a);
+  return a;
+}
+
+void Int4Weight::linear_rows(const ActView& a, float* y, int64_t ldy, int64_t n0, int64_t n1) const {
+  if (!kernels::cpu::integer_kernels_enabled()) return LinearWeight::linear_rows(a, y, ldy, n0, n1);
+  kernels::cpu::qgemm_u4_blocks(*static_cast<const kernels::cpu::Q8Acts*>(a.prepared), packed_.data<uint8_t>(),
+                                reinterpret_cast<const uint16_t*>(scale_.raw()),
+                                reinterpret_cast<const uint16_t*>(zero_.raw()), group_, y, ldy, n0, n1);
+}
 
 SavedWeight Int4Weight::save() const {
   return {"int4", {{"group_size", group_}}, {{"qdata", packed_}, {"scale", scale_}, {"zero", zero_}}};

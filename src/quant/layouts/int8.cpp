@@ -1,4 +1,5 @@
 // int8 weights, symmetric per output channel: int8wo, and int8dq with int8 per-token activations.
+#include "kernels/cpu/qgemm.h"
 #include "layouts.h"
 #include "lowbit/quant/primitives.h"
 #include "registry.h"
@@ -40,6 +41,30 @@ void Int8Weight::dequantize_rows(int64_t n0, int64_t n1, float* out) const {
   for (int64_t n = n0; n < n1; ++n)
     for (int64_t k = 0; k < k_; ++k)
       out[(n - n0) * k_ + k] = static_cast<float>(static_cast<int>(q[n * k_ + k]) - 128) * scale_f32_[n];
+}
+
+std::string Int8Weight::activation_key() const {
+  if (!kernels::cpu::integer_kernels_enabled() || k_ % 64 != 0) return LinearWeight::activation_key();
+  return act_ == ActQuant::None ? "q8:blocks" : "q8:tokens:sym:" + std::to_string(k_);
+}
+
+std::shared_ptr<const void> Int8Weight::prepare_activations(const float* x, int64_t M) const {
+  if (!kernels::cpu::integer_kernels_enabled() || k_ % 64 != 0) return LinearWeight::prepare_activations(x, M);
+  auto a = std::make_shared<kernels::cpu::Q8Acts>();
+  if (act_ == ActQuant::None)
+    kernels::cpu::quantize_q8_blocks(x, M, k_, *a);
+  else
+    kernels::cpu::quantize_q8_tokens(x, M, k_, false, k_, *a);
+  return a;
+}
+
+void Int8Weight::linear_rows(const ActView& a, float* y, int64_t ldy, int64_t n0, int64_t n1) const {
+  if (!kernels::cpu::integer_kernels_enabled() || k_ % 64 != 0) return LinearWeight::linear_rows(a, y, ldy, n0, n1);
+  const auto& q = *static_cast<const kernels::cpu::Q8Acts*>(a.prepared);
+  if (act_ == ActQuant::None)
+    kernels::cpu::qgemm_u8_blocks(q, q_.data<uint8_t>(), scale_f32_.data(), y, ldy, n0, n1);
+  else
+    kernels::cpu::qgemm_u8_tokens(q, q_.data<uint8_t>(), scale_f32_.data(), y, ldy, n0, n1);
 }
 
 SavedWeight Int8Weight::save() const {

@@ -2,6 +2,7 @@
 // Int8DynamicActivationIntxWeightConfig) and w4a8 (Int8DynamicActivationInt4WeightConfig, QQQ layout).
 #include <cmath>
 
+#include "kernels/cpu/qgemm.h"
 #include "layouts.h"
 #include "lowbit/core/packing.h"
 #include "lowbit/quant/primitives.h"
@@ -76,6 +77,52 @@ IntxGroupWeight::IntxGroupWeight(Tensor codes, Tensor group_scale, Tensor channe
            "intx_group layout: channel scales must be float32 [{}]", N);
   LB_CHECK(act == ActQuant::Int8Token || act == ActQuant::Int8TokenAsym,
            "intx_group layout: unsupported activation mode {}", act_quant_name(act));
+  if (!fast()) return;
+  // The kernel's view: float group scales, codes as bytes or 64-weight int4 chunks, and per row
+  // Σ_g scale_g · Σ_{k in g} (u − offset), which asymmetric activations need.
+  const int64_t G = k / group, off = int64_t{1} << (bits - 1);
+  gscale_f32_ = group_scale_.to_f32_vector();
+  wsum_.assign(static_cast<size_t>(N), 0.0f);
+  std::vector<uint8_t> u(static_cast<size_t>(k));
+  kernel_codes_ = bits == 8 ? codes_ : Tensor::empty({N, k / 2}, DType::U8);
+  for (int64_t n = 0; n < N; ++n) {
+    unpack_bits(codes_.data<uint8_t>() + n * codes_.size(1), k, bits, u.data());
+    for (int64_t g = 0; g < G; ++g) {
+      int64_t s = 0;
+      for (int64_t i = g * group; i < (g + 1) * group; ++i) s += u[i] - off;
+      wsum_[n] += gscale_f32_[n * G + g] * static_cast<float>(s);
+    }
+    if (bits == 4) {
+      uint8_t* row = kernel_codes_.data<uint8_t>() + n * k / 2;
+      for (int64_t c = 0; c < k; c += 64)
+        for (int64_t j = 0; j < 32; ++j) row[c / 2 + j] = static_cast<uint8_t>(u[c + j] | (u[c + j + 32] << 4));
+    }
+  }
+}
+
+bool IntxGroupWeight::fast() const {
+  return kernels::cpu::integer_kernels_enabled() && (bits_ == 4 || bits_ == 8) && k_ % 64 == 0 &&
+         (group_ == 32 || group_ % 64 == 0);
+}
+
+std::string IntxGroupWeight::activation_key() const {
+  if (!fast()) return LinearWeight::activation_key();
+  return fmt::format("q8:tokens:{}:{}", act_ == ActQuant::Int8TokenAsym ? "asym" : "sym", group_);
+}
+
+std::shared_ptr<const void> IntxGroupWeight::prepare_activations(const float* x, int64_t M) const {
+  if (!fast()) return LinearWeight::prepare_activations(x, M);
+  auto a = std::make_shared<kernels::cpu::Q8Acts>();
+  kernels::cpu::quantize_q8_tokens(x, M, k_, act_ == ActQuant::Int8TokenAsym, group_, *a);
+  return a;
+}
+
+void IntxGroupWeight::linear_rows(const ActView& a, float* y, int64_t ldy, int64_t n0, int64_t n1) const {
+  if (!fast()) return LinearWeight::linear_rows(a, y, ldy, n0, n1);
+  const kernels::cpu::GroupWeights gw{kernel_codes_.data<uint8_t>(), bits_, gscale_f32_.data(),
+                                      channel_scale_.defined() ? channel_scale_.data<float>() : nullptr, wsum_.data(),
+                                      group_};
+  kernels::cpu::qgemm_group_tokens(*static_cast<const kernels::cpu::Q8Acts*>(a.prepared), gw, y, ldy, n0, n1);
 }
 
 int64_t IntxGroupWeight::nbytes() const {

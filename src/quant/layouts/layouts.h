@@ -20,6 +20,10 @@ class Int8Weight final : public LinearWeight {
   std::string scheme() const override { return act_ == ActQuant::None ? "int8wo" : "int8dq"; }
   ActQuant act_quant() const override { return act_; }
   SavedWeight save() const override;
+  // Integer fast path: int8 activations (per 32-block for int8wo, torchao's per token for int8dq).
+  std::string activation_key() const override;
+  std::shared_ptr<const void> prepare_activations(const float* x, int64_t M) const override;
+  void linear_rows(const ActView& a, float* y, int64_t ldy, int64_t n0, int64_t n1) const override;
 
  private:
   int64_t n_, k_;
@@ -42,6 +46,10 @@ class Int4Weight final : public LinearWeight {
   int64_t nbytes() const override;
   std::string scheme() const override { return "int4wo-" + std::to_string(group_); }
   SavedWeight save() const override;
+  // Integer fast path: int8 activations per 32-block.
+  std::string activation_key() const override;
+  std::shared_ptr<const void> prepare_activations(const float* x, int64_t M) const override;
+  void linear_rows(const ActView& a, float* y, int64_t ldy, int64_t n0, int64_t n1) const override;
 
  private:
   int64_t n_, k_;
@@ -123,14 +131,21 @@ class IntxGroupWeight final : public LinearWeight {
   std::string scheme() const override;
   SavedWeight save() const override;
   ActQuant act_quant() const override { return act_; }
+  // Integer fast path (4- and 8-bit codes): int8 per-token activations.
+  std::string activation_key() const override;
+  std::shared_ptr<const void> prepare_activations(const float* x, int64_t M) const override;
+  void linear_rows(const ActView& a, float* y, int64_t ldy, int64_t n0, int64_t n1) const override;
 
  private:
+  bool fast() const;
   Tensor codes_;          // uint8 [N, ceil(K*B/8)]: (q + 2^(B-1)) bit-packed
+  Tensor kernel_codes_;   // the fast path's copy: bytes for B = 8 (codes_ itself), 64-weight chunks for B = 4
   Tensor group_scale_;    // [N, K/G]
   Tensor channel_scale_;  // float32 [N] or undefined
   int64_t k_;
   int bits_, group_;
   ActQuant act_;
+  std::vector<float> gscale_f32_, wsum_;  // the kernel's view: float group scales, Σ_g s_g·Σ(u − offset)
 };
 
 // A 2^B-entry codebook per tensor (1-D k-means over block-normalized weights), B-bit codes, and one scale

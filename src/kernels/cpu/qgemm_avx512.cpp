@@ -1,0 +1,393 @@
+// AVX-512 VNNI builds of the integer kernels in qgemm.h. Tiles of MR activation rows by NR weight rows
+// share their loads; each 64-weight chunk is one vpdpbusd per (row, row) pair, whose 16 int32 lanes hold
+// two 32-blocks (lanes 0-7 and 8-15), scaled in float per block.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <bit>
+#include <vector>
+
+#include "kernels/cpu/qgemm.h"
+
+namespace lowbit::kernels::cpu::vnni {
+namespace {
+
+enum class Mode { U8Blocks, U4Blocks, U8Tokens, GroupTokens };
+
+// Decode streams weights once: prefetch this far ahead of the chunk being multiplied.
+// Software prefetch distance in bytes ahead of the weight stream (8 KiB measured best on AVX-512 hosts).
+constexpr int64_t kPrefetch = 8192;
+
+float hsum(__m512 v) {
+  const __m512 swapped = _mm512_shuffle_f32x4(v, v, 0x4e);
+  const __m256 h = _mm512_castps512_ps256(_mm512_add_ps(v, swapped));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+int32_t hsum_i(__m512i v) {
+  const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// 64 int4 codes of a chunk, in order: the 32 bytes broadcast to both halves, the upper half shifted right
+// by 4 (epi16 shift counts 0 / 4), then masked to a nibble.
+__m512i load_u4(const uint8_t* p) {
+  const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+  return _mm512_and_si512(_mm512_srlv_epi16(v, shift), _mm512_set1_epi8(0x0f));
+}
+
+template <int Bits>
+__m512i load_w(const uint8_t* row, int64_t c) {
+  if constexpr (Bits == 8) return _mm512_loadu_si512(row + c * 64);
+  return load_u4(row + c * 32);
+}
+
+// Group scales are read 16 at a time into a register ("window") and spread over each chunk's lanes with
+// one permute: for G = 32 a chunk spans two groups (lanes 0-7 and 8-15), for G >= 64 one group.
+struct ScaleWindows {
+  alignas(64) int32_t g32[8][16];   // chunk position in an 8-chunk window -> lane indices
+  alignas(64) int32_t g64[16][16];  // group position in a 16-group window -> lane indices
+  alignas(64) int32_t b2g[4][16];   // block l of a 16-block window -> its group, for G = 32 << s
+  ScaleWindows() {
+    for (int p = 0; p < 8; ++p)
+      for (int l = 0; l < 16; ++l) g32[p][l] = 2 * p + (l >= 8);
+    for (int p = 0; p < 16; ++p)
+      for (int l = 0; l < 16; ++l) g64[p][l] = p;
+    for (int s = 0; s < 4; ++s)
+      for (int l = 0; l < 16; ++l) b2g[s][l] = l >> s;
+  }
+};
+const ScaleWindows kWindows;
+
+__m512 load_window_bf16(const uint16_t* s, int64_t remaining) {
+  const __m256i h = remaining >= 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s))
+                                    : _mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << remaining) - 1), s);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+__m512 load_window_f32(const float* s, int64_t remaining) {
+  return remaining >= 16 ? _mm512_loadu_ps(s)
+                         : _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << remaining) - 1), s);
+}
+
+// Everything one kernel call needs besides the tile position.
+struct Args {
+  const Q8Acts* a;
+  const uint8_t* w;
+  int64_t w_row_bytes;
+  const float* wscale;        // per channel (U8 modes)
+  const uint16_t* s16;        // per group bf16 scale (U4Blocks)
+  const uint16_t* z16;        // per group bf16 zero (U4Blocks)
+  const GroupWeights* gw;     // GroupTokens
+  int64_t G;
+  float* y;
+  int64_t ldy;
+  const float* act_group;     // [M, K/G]: block modes: Σ dsum per group; token modes: group sums as float
+  const float* act_row;       // [M]: U8Blocks: Σ dsum of the row
+};
+
+// The output from a tile's sums: scales and the offset corrections of each mode.
+template <Mode MD, int Bits>
+float finish(const Args& A, int64_t m, int64_t n, float fsum, int32_t isum) {
+  const Q8Acts& a = *A.a;
+  const int64_t ng = a.K / A.G;
+  if constexpr (MD == Mode::U8Blocks) {
+    return A.wscale[n] * (fsum - 128.0f * A.act_row[m]);
+  } else if constexpr (MD == Mode::U8Tokens) {
+    return static_cast<float>(isum - 128 * a.gsum[m]) * a.scale[m] * A.wscale[n];
+  } else if constexpr (MD == Mode::U4Blocks) {
+    // + Σ_g (zero − 8·scale)·(Σ of the group's d·Σq)
+    const uint16_t* s = A.s16 + n * ng;
+    const uint16_t* z = A.z16 + n * ng;
+    const float* ag = A.act_group + m * ng;
+    __m512 acc = _mm512_setzero_ps();
+    int64_t g = 0;
+    for (; g + 16 <= ng; g += 16) {
+      const __m512 sf = load_window_bf16(s + g, 16), zf = load_window_bf16(z + g, 16);
+      acc = _mm512_fmadd_ps(_mm512_fnmadd_ps(_mm512_set1_ps(8.0f), sf, zf), _mm512_loadu_ps(ag + g), acc);
+    }
+    if (g < ng) {
+      const __m512 sf = load_window_bf16(s + g, ng - g), zf = load_window_bf16(z + g, ng - g);
+      acc = _mm512_fmadd_ps(_mm512_fnmadd_ps(_mm512_set1_ps(8.0f), sf, zf), load_window_f32(ag + g, ng - g), acc);
+    }
+    return fsum + hsum(acc);
+  } else {
+    const GroupWeights& gw = *A.gw;
+    const float* gs = gw.gscale + n * ng;
+    const float* gsum = A.act_group + m * ng;
+    float sx = 0.0f;
+    for (int64_t g = 0; g < ng; ++g) sx += gs[g] * gsum[g];
+    const float offset = static_cast<float>(1 << (Bits - 1));
+    const float v = fsum - offset * sx - static_cast<float>(a.zero[m]) * gw.wsum[n];
+    return a.scale[m] * (gw.cscale ? gw.cscale[n] : 1.0f) * v;
+  }
+}
+
+// Decode (one activation row against one weight row): straight loops, two accumulators, the weight row
+// prefetched ahead. U8Tokens sums in int32; the block modes scale each chunk's two blocks in float.
+template <Mode MD, int Bits>
+void dot_row(const Args& A, int64_t m, int64_t n, float& fsum, int32_t& isum) {
+  const Q8Acts& a = *A.a;
+  const int64_t K = a.K, chunks = K / 64, nb = K / 32;
+  const int8_t* xq = a.q.data() + m * K;
+  const uint8_t* w = A.w + n * A.w_row_bytes;
+  constexpr int64_t kChunkBytes = Bits * 8;
+  if constexpr (MD == Mode::U8Tokens) {
+    __m512i i0 = _mm512_setzero_si512(), i1 = _mm512_setzero_si512();
+    int64_t c = 0;
+    for (; c + 2 <= chunks; c += 2) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + c * 64 + kPrefetch), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + c * 64 + 64 + kPrefetch), _MM_HINT_T0);
+      i0 = _mm512_dpbusd_epi32(i0, _mm512_loadu_si512(w + c * 64), _mm512_loadu_si512(xq + c * 64));
+      i1 = _mm512_dpbusd_epi32(i1, _mm512_loadu_si512(w + c * 64 + 64), _mm512_loadu_si512(xq + c * 64 + 64));
+    }
+    if (c < chunks) i0 = _mm512_dpbusd_epi32(i0, _mm512_loadu_si512(w + c * 64), _mm512_loadu_si512(xq + c * 64));
+    isum = hsum_i(_mm512_add_epi32(i0, i1));
+  } else if constexpr (MD == Mode::U8Blocks) {
+    const float* dexp = a.dexp.data() + m * chunks * 16;
+    __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps();
+    const __m512i zero = _mm512_setzero_si512();
+    int64_t c = 0;
+    for (; c + 2 <= chunks; c += 2) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + c * 64 + kPrefetch), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + c * 64 + 64 + kPrefetch), _MM_HINT_T0);
+      const __m512i p0 = _mm512_dpbusd_epi32(zero, _mm512_loadu_si512(w + c * 64), _mm512_loadu_si512(xq + c * 64));
+      const __m512i p1 =
+          _mm512_dpbusd_epi32(zero, _mm512_loadu_si512(w + c * 64 + 64), _mm512_loadu_si512(xq + c * 64 + 64));
+      f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_loadu_ps(dexp + c * 16), f0);
+      f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), _mm512_loadu_ps(dexp + c * 16 + 16), f1);
+    }
+    if (c < chunks) {
+      const __m512i p0 = _mm512_dpbusd_epi32(zero, _mm512_loadu_si512(w + c * 64), _mm512_loadu_si512(xq + c * 64));
+      f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_loadu_ps(dexp + c * 16), f0);
+    }
+    fsum = hsum(_mm512_add_ps(f0, f1));
+  } else if constexpr (MD == Mode::U4Blocks) {
+    // Per 8-chunk window (16 blocks): weight scale x activation scale in one multiply; each chunk takes
+    // its two blocks' products with one permute.
+    const int64_t ng = K / A.G;
+    const int block_shift = __builtin_ctzll(static_cast<uint64_t>(A.G / 32));
+    const uint16_t* s = A.s16 + n * ng;
+    const float* d = a.d.data() + m * nb;
+    const __m512i zero = _mm512_setzero_si512();
+    __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps();
+    for (int64_t c0 = 0; c0 < chunks; c0 += 8) {
+      const int64_t b0 = 2 * c0, g0 = b0 >> block_shift;
+      __m512 sw = load_window_bf16(s + g0, ng - g0);
+      if (block_shift) sw = _mm512_permutexvar_ps(_mm512_load_si512(kWindows.b2g[block_shift]), sw);
+      const __m512 prod = _mm512_mul_ps(sw, load_window_f32(d + b0, nb - b0));
+      const int64_t len = std::min<int64_t>(8, chunks - c0);
+      auto one = [&](int p, __m512& f) {
+        const int64_t c = c0 + p;
+        const __m512i pv = _mm512_dpbusd_epi32(zero, load_u4(w + c * 32), _mm512_loadu_si512(xq + c * 64));
+        f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pv), _mm512_permutexvar_ps(_mm512_load_si512(kWindows.g32[p]), prod), f);
+      };
+      if (len == 8) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + c0 * 32 + kPrefetch), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + c0 * 32 + 64 + kPrefetch), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + c0 * 32 + 128 + kPrefetch), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + c0 * 32 + 192 + kPrefetch), _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int p = 0; p < 8; p += 2) {
+          one(p, f0);
+          one(p + 1, f1);
+        }
+      } else {
+        for (int p = 0; p < len; ++p) one(p, f0);
+      }
+    }
+    fsum = hsum(_mm512_add_ps(f0, f1));
+  }
+  (void)kChunkBytes;
+}
+
+template <Mode MD, int Bits, int MR, int NR>
+void tile(const Args& A, int64_t m0, int64_t n0) {
+  const Q8Acts& a = *A.a;
+  const int64_t K = a.K, chunks = K / 64;
+  // Small tiles (decode) alternate two accumulator sets so the float chain does not serialize chunks.
+  constexpr int U = MR * NR <= 2 ? 2 : 1;
+  __m512 facc[U][MR][NR];
+  __m512i iacc[U][MR][NR];
+  for (int u = 0; u < U; ++u)
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) {
+        facc[u][i][j] = _mm512_setzero_ps();
+        iacc[u][i][j] = _mm512_setzero_si512();
+      }
+  const uint8_t* wr[NR];
+  for (int j = 0; j < NR; ++j) wr[j] = A.w + (n0 + j) * A.w_row_bytes;
+  const int64_t ng = K / A.G;
+  constexpr bool kGrouped = MD == Mode::U4Blocks || MD == Mode::GroupTokens;
+  // Chunks per 16-scale window (a power of two) and, for G >= 64, log2 of the chunks per group: shifts
+  // and masks only in the loop.
+  const int64_t window_mask = (A.G == 32 ? 8 : 16 * A.G / 64) - 1;
+  const int group_shift = A.G == 32 ? 0 : __builtin_ctzll(static_cast<uint64_t>(A.G / 64));
+  __m512 win[NR];
+  // Decode of int4 (one weight row): per 16-block window, weight scale times activation scale for every
+  // block in one multiply; each chunk then takes its two blocks' products with one permute.
+  constexpr bool kProd = MD == Mode::U4Blocks && NR == 1;
+  __m512 prod[MR];
+  const int64_t nb = K / 32;
+  const int block_shift = __builtin_ctzll(static_cast<uint64_t>(A.G / 32));
+  auto step = [&]<int u>(int64_t c) {
+    __m512i wv[NR];
+    __m512 sv[NR];
+    if constexpr (kProd) {
+      if ((c & 7) == 0) {
+        const int64_t b0 = 2 * c, g0 = b0 >> block_shift;
+        __m512 sw = load_window_bf16(A.s16 + n0 * ng + g0, ng - g0);
+        if (block_shift) sw = _mm512_permutexvar_ps(_mm512_load_si512(kWindows.b2g[block_shift]), sw);
+        for (int i = 0; i < MR; ++i) prod[i] = _mm512_mul_ps(sw, load_window_f32(a.d.data() + (m0 + i) * nb + b0, nb - b0));
+      }
+    } else if constexpr (kGrouped) {
+      if ((c & window_mask) == 0) {
+        const int64_t g0 = (c * 64) / A.G;
+        for (int j = 0; j < NR; ++j) {
+          if constexpr (MD == Mode::U4Blocks) win[j] = load_window_bf16(A.s16 + (n0 + j) * ng + g0, ng - g0);
+          else win[j] = load_window_f32(A.gw->gscale + (n0 + j) * ng + g0, ng - g0);
+        }
+      }
+    }
+    __m512i idx = _mm512_setzero_si512();
+    if constexpr (kProd)
+      idx = _mm512_load_si512(kWindows.g32[c & 7]);
+    else if constexpr (kGrouped)
+      idx = _mm512_load_si512(A.G == 32 ? kWindows.g32[c & 7] : kWindows.g64[(c >> group_shift) & 15]);
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) {
+      if constexpr (MR == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[j] + c * (Bits * 8) + kPrefetch), _MM_HINT_T0);
+      wv[j] = load_w<Bits>(wr[j], c);
+      if constexpr (kGrouped && !kProd) sv[j] = _mm512_permutexvar_ps(idx, win[j]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+      const __m512i xv = _mm512_loadu_si512(a.q.data() + (m0 + i) * K + c * 64);
+      if constexpr (MD == Mode::U8Tokens) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) iacc[u][i][j] = _mm512_dpbusd_epi32(iacc[u][i][j], wv[j], xv);
+      } else {
+        __m512 dv = _mm512_setzero_ps();
+        if constexpr (kProd)
+          dv = _mm512_permutexvar_ps(idx, prod[i]);
+        else if constexpr (MD == Mode::U8Blocks || MD == Mode::U4Blocks)
+          dv = _mm512_loadu_ps(a.dexp.data() + ((m0 + i) * chunks + c) * 16);
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) {
+          const __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[j], xv));
+          if constexpr (MD == Mode::U8Blocks) facc[u][i][j] = _mm512_fmadd_ps(p, dv, facc[u][i][j]);
+          if constexpr (kProd)
+            facc[u][i][j] = _mm512_fmadd_ps(p, dv, facc[u][i][j]);
+          else if constexpr (MD == Mode::U4Blocks)
+            facc[u][i][j] = _mm512_fmadd_ps(_mm512_mul_ps(p, sv[j]), dv, facc[u][i][j]);
+          if constexpr (MD == Mode::GroupTokens) facc[u][i][j] = _mm512_fmadd_ps(p, sv[j], facc[u][i][j]);
+        }
+      }
+    }
+  };
+  int64_t c = 0;
+  if constexpr (U == 2)
+    for (; c + 2 <= chunks; c += 2) {
+      step.template operator()<0>(c);
+      step.template operator()<1>(c + 1);
+    }
+  for (; c < chunks; ++c) step.template operator()<0>(c);
+  if constexpr (U == 2)
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) {
+        facc[0][i][j] = _mm512_add_ps(facc[0][i][j], facc[1][i][j]);
+        iacc[0][i][j] = _mm512_add_epi32(iacc[0][i][j], iacc[1][i][j]);
+      }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) {
+      if constexpr (MD == Mode::U8Tokens)
+        A.y[(m0 + i) * A.ldy + n0 + j] = finish<MD, Bits>(A, m0 + i, n0 + j, 0.0f, hsum_i(iacc[0][i][j]));
+      else
+        A.y[(m0 + i) * A.ldy + n0 + j] = finish<MD, Bits>(A, m0 + i, n0 + j, hsum(facc[0][i][j]), 0);
+    }
+}
+
+template <Mode MD, int Bits>
+void run(const Args& A, int64_t n0, int64_t n1) {
+  const int64_t M = A.a->M;
+  if constexpr (MD != Mode::GroupTokens) {
+    if (M < 4) {
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t m = 0; m < M; ++m) {
+          float fsum = 0.0f;
+          int32_t isum = 0;
+          dot_row<MD, Bits>(A, m, n, fsum, isum);
+          A.y[m * A.ldy + n] = finish<MD, Bits>(A, m, n, fsum, isum);
+        }
+      return;
+    }
+  }
+  // Decode: one weight row at a time (one contiguous stream); prefill: 4 x 4 tiles (measured faster than
+  // 4 x 2 or 4 x 3 even where a few accumulators spill).
+  const int NR = M < 4 ? 1 : 4;
+  for (int64_t n = n0; n < n1; n += NR) {
+    const int nr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
+    for (int64_t m = 0; m < M; m += 4) {
+      const int mr = static_cast<int>(std::min<int64_t>(4, M - m));
+#define LB_Q(MR_, NR_) \
+  case (MR_) * 8 + (NR_): tile<MD, Bits, MR_, NR_>(A, m, n); break;
+      switch (mr * 8 + nr) {
+        LB_Q(1, 1) LB_Q(1, 2) LB_Q(1, 3) LB_Q(1, 4)
+        LB_Q(2, 1) LB_Q(2, 2) LB_Q(2, 3) LB_Q(2, 4)
+        LB_Q(3, 1) LB_Q(3, 2) LB_Q(3, 3) LB_Q(3, 4)
+        LB_Q(4, 1) LB_Q(4, 2) LB_Q(4, 3) LB_Q(4, 4)
+        default: break;
+      }
+#undef LB_Q
+    }
+  }
+}
+
+// Per-group activation sums as float: block modes from d·Σq, token modes from the integer group sums.
+const float* group_sums_blocks(const Q8Acts& a, int64_t G) {
+  thread_local std::vector<float> buf;
+  const int64_t ng = a.K / G, nb = a.K / 32;
+  buf.assign(static_cast<size_t>(a.M * ng), 0.0f);
+  for (int64_t m = 0; m < a.M; ++m)
+    for (int64_t b = 0; b < nb; ++b) buf[m * ng + b * 32 / G] += a.dsum[m * nb + b];
+  return buf.data();
+}
+
+}  // namespace
+
+void qgemm_u8_blocks(const Q8Acts& a, const uint8_t* w, const float* ws, float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  const float* rows = group_sums_blocks(a, a.K);  // one group: the whole row
+  run<Mode::U8Blocks, 8>({&a, w, a.K, ws, nullptr, nullptr, nullptr, a.K, y, ldy, nullptr, rows}, n0, n1);
+}
+
+void qgemm_u8_tokens(const Q8Acts& a, const uint8_t* w, const float* ws, float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  run<Mode::U8Tokens, 8>({&a, w, a.K, ws, nullptr, nullptr, nullptr, a.K, y, ldy, nullptr, nullptr}, n0, n1);
+}
+
+void qgemm_u4_blocks(const Q8Acts& a, const uint8_t* w, const uint16_t* s, const uint16_t* z, int64_t G, float* y,
+                     int64_t ldy, int64_t n0, int64_t n1) {
+  const float* groups = group_sums_blocks(a, G);
+  run<Mode::U4Blocks, 4>({&a, w, a.K / 2, nullptr, s, z, nullptr, G, y, ldy, groups, nullptr}, n0, n1);
+}
+
+void qgemm_group_tokens(const Q8Acts& a, const GroupWeights& gw, float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  thread_local std::vector<float> gsum;
+  gsum.resize(a.gsum.size());
+  for (size_t i = 0; i < gsum.size(); ++i) gsum[i] = static_cast<float>(a.gsum[i]);
+  const Args A{&a, gw.w, gw.bits == 8 ? a.K : a.K / 2, nullptr, nullptr, nullptr, &gw, gw.G, y, ldy, gsum.data(),
+               nullptr};
+  if (gw.bits == 8)
+    run<Mode::GroupTokens, 8>(A, n0, n1);
+  else
+    run<Mode::GroupTokens, 4>(A, n0, n1);
+}
+
+}  // namespace lowbit::kernels::cpu::vnni
