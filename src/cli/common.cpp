@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include <chrono>
+#include <sstream>
 
 #include "lowbit/core/system.h"
 #include "lowbit/model/quantize_model.h"
@@ -53,6 +54,15 @@ std::filesystem::path default_demo_model() {
     if (fs::exists(base / "config.json")) return fs::weakly_canonical(base);
   }
   return {};
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
 }
 
 }  // namespace lowbit::cli

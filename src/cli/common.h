@@ -32,7 +32,8 @@ struct LoadedModel {
 
 LoadedModel load_model(const ModelOptions& o);
 
-std::string human_bytes(int64_t bytes);  // "45.3 MB"
+std::string human_bytes(int64_t bytes);
+std::vector<std::string> split_list(const std::string& s);  // "a,b,,c" -> {a, b, c}  // "45.3 MB"
 
 // The sotu-llama-23m checkpoint beside the repository (../shared/models), if present.
 std::filesystem::path default_demo_model();

@@ -30,6 +30,10 @@ struct DemoOptions {
   ModelOptions model;
   std::string text;
   int64_t windows = 16;
+  int64_t scheme_windows = 6;
+  std::string schemes =
+      "bf16,int8wo,int8dq,int4wo-32,int4wo-64,int4wo-128,float8wo,float8dq-row,float8dq-tensor,fp6,uintx-3-64,"
+      "uintx-2-64,a8wx-4-32,w4a8,codebook-4-64";
   bool no_model = false;
 };
 
@@ -116,6 +120,37 @@ Tensor random_weight(int64_t rows, int64_t cols, uint64_t seed) {
   return Tensor::from_floats(v, {rows, cols}, DType::BF16);
 }
 
+// Every scheme on the real model: size, decode speed on this CPU, perplexity on the first windows and its
+// change from bf16 (the weights are cast to bf16 first, as torchao runs them).
+void run_scheme_table(const DemoOptions& opt, const std::vector<int32_t>& text_ids) {
+  fmt::print("\nEach scheme on this model (decode: 32 greedy tokens after an 8-token prompt on {} threads; "
+             "perplexity: {} on the first {} windows):\n\n",
+             max_threads(), "ppl-512", opt.scheme_windows);
+  Table table({"scheme", "model bytes", "bits/weight", "decode tok/s", "ppl", "Δppl vs bf16", "quantize s"});
+  double base = 0;
+  for (const std::string& scheme : split_list(opt.schemes)) {
+    ModelOptions mo = opt.model;
+    mo.quant = scheme;
+    LoadedModel m = load_model(mo);
+    int64_t params = 0;
+    for (const auto& [name, w] : m.model.linears()) params += (*w)->out_features() * (*w)->in_features();
+    const int64_t bytes = m.model.weight_bytes(false);
+    std::vector<int32_t> prompt(text_ids.begin(), text_ids.begin() + std::min<size_t>(8, text_ids.size()));
+    Sampler greedy({.temperature = 0.0f});
+    const GenerateStats st = generate(m.model, prompt, 32, greedy, -1, [](int32_t) { return true; });
+    PplOptions po;
+    po.max_windows = opt.scheme_windows;
+    const PplResult r = perplexity(m.model, text_ids, po);
+    if (base == 0) base = r.ppl;
+    table.add({scheme, human_bytes(bytes), fmt::format("{:.2f}", 8.0 * static_cast<double>(bytes) / params),
+               fmt::format("{:.0f}", st.decode_tokens_per_second()), fmt::format("{:.4f}", r.ppl),
+               fmt::format("{:+.2f}%", 100.0 * (r.ppl / base - 1.0)), fmt::format("{:.2f}", m.quantize_seconds)});
+  }
+  fmt::print("{}", table.render());
+  fmt::print("\nmodel bytes: every Linear weight with its qparams (the output projection included, the embedding "
+             "not);\nbits/weight = 8 · model bytes / Linear parameters. Full-text figures: BENCHMARKS.md.\n");
+}
+
 // The real-model part: a short greedy continuation and the perplexity of the first windows of a text.
 void run_model_demo(const DemoOptions& opt) {
   LoadedModel m = load_model(opt.model);
@@ -143,6 +178,7 @@ void run_model_demo(const DemoOptions& opt) {
   fmt::print("\nPerplexity ({}) on the first {} windows of {}: {:.4f} ± {:.4f} ({} tokens, {:.1f} s)\n", r.protocol,
              r.windows, opt.text, r.ppl, r.ppl_stderr, r.tokens, r.seconds);
   fmt::print("  (the whole file: lowbit ppl --model {} --text {})\n", opt.model.model_dir, opt.text);
+  if (!opt.schemes.empty()) run_scheme_table(opt, text_ids);
 }
 
 int run_demo(DemoOptions opt) {
@@ -213,6 +249,10 @@ Action register_demo(CLI::App& app) {
   add_model_options(sub, opt->model, false);
   sub->add_option("--text", opt->text, "text for the perplexity part (default: the sotu validation text)");
   sub->add_option("--windows", opt->windows, "perplexity windows of 512 tokens to evaluate")->capture_default_str();
+  sub->add_option("--schemes", opt->schemes, "schemes for the per-scheme table on the model (comma-separated; '' skips)")
+      ->capture_default_str();
+  sub->add_option("--scheme-windows", opt->scheme_windows, "perplexity windows per scheme in that table")
+      ->capture_default_str();
   sub->add_flag("--no-model", opt->no_model, "skip the real-model part");
   return [opt] { return run_demo(*opt); };
 }

@@ -24,10 +24,19 @@ LinearPtr Int4Weight::quantize(const Tensor& w, int group) {
   // torchao Int4WeightOnlyConfig: ASYMMETRIC, uint4 [0, 15], eps 1e-6, bf16 scale and zero, float zero point.
   const auto qp = choose_qparams_affine_float_zero(w, {1, group}, 0, 15, 1e-6, DType::BF16, DType::BF16);
   const Tensor q = quantize_affine(w, {1, group}, qp.scale, qp.zero_point, ZeroPointDomain::Float, 0, 15, DType::I32);
+  return from_codes(q, qp.scale.reshape({N, K / group}), qp.zero_point.reshape({N, K / group}), group);
+}
+
+LinearPtr Int4Weight::from_codes(const Tensor& q_in, const Tensor& scale, const Tensor& zero, int group) {
+  const Tensor q = q_in.to(DType::I32).contiguous();
+  LB_CHECK(q.dim() == 2 && q.size(1) % 64 == 0, "int4 layout: codes must be [N, K] with K a multiple of 64, got {}",
+           q.describe());
+  const int64_t N = q.size(0), K = q.size(1);
+  const auto* qd = q.data<int32_t>();
+  for (int64_t i = 0; i < N * K; ++i) LB_CHECK(qd[i] >= 0 && qd[i] <= 15, "int4 layout: code {} out of [0, 15]", qd[i]);
   Tensor packed = Tensor::empty({N, K / 2}, DType::U8);
-  for (int64_t n = 0; n < N; ++n) pack_row(q.data<int32_t>() + n * K, K, packed.data<uint8_t>() + n * K / 2);
-  return std::make_shared<Int4Weight>(packed, qp.scale.reshape({N, K / group}), qp.zero_point.reshape({N, K / group}),
-                                      group);
+  for (int64_t n = 0; n < N; ++n) pack_row(qd + n * K, K, packed.data<uint8_t>() + n * K / 2);
+  return std::make_shared<Int4Weight>(packed, scale.to(DType::BF16), zero.to(DType::BF16), group);
 }
 
 Int4Weight::Int4Weight(Tensor packed, Tensor scale, Tensor zero, int group)

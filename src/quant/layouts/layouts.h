@@ -39,6 +39,8 @@ class Int8Weight final : public LinearWeight {
 class Int4Weight final : public LinearWeight {
  public:
   static LinearPtr quantize(const Tensor& w, int group_size);
+  // From codes q in [0, 15] (any integer dtype, [N, K]) and scale/zero [N, K/G] (converted to bf16).
+  static LinearPtr from_codes(const Tensor& q, const Tensor& scale, const Tensor& zero, int group_size);
   Int4Weight(Tensor packed, Tensor scale, Tensor zero, int group_size);
   int64_t out_features() const override { return n_; }
   int64_t in_features() const override { return k_; }
