@@ -131,7 +131,7 @@ const std::vector<float>& LlamaRunner::forward(std::span<const int32_t> tokens, 
 
 const std::vector<float>& LlamaRunner::forward(std::span<const Segment> batch, Logits which) {
   const LlamaConfig& c = m_.config;
-  const int64_t D = c.hidden_size, F = c.intermediate_size;
+  const int64_t D = c.hidden_size;
   pos_.clear();
   std::vector<int64_t> row0(batch.size()), last_rows;
   for (size_t s = 0; s < batch.size(); ++s) {
@@ -146,52 +146,17 @@ const std::vector<float>& LlamaRunner::forward(std::span<const Segment> batch, L
     last_rows.push_back(static_cast<int64_t>(pos_.size()) - 1);
   }
   const auto T = static_cast<int64_t>(pos_.size());
-  x_.resize(T * D);
-  xb_.resize(T * D);
-  q_.resize(T * c.q_dim());
-  k_.resize(T * c.kv_dim());
-  v_.resize(T * c.kv_dim());
-  att_.resize(T * c.q_dim());
-  hb_.resize(T * F);
-  hb2_.resize(T * F);
-
-  int64_t r = 0;
-  for (const auto& seg : batch)
-    for (int32_t tok : seg.tokens) {
-      LB_CHECK(tok >= 0 && tok < c.vocab_size, "token id {} outside the vocabulary of {}", tok, c.vocab_size);
-      convert_elements(static_cast<const char*>(m_.embedding.raw()) + tok * D * dtype_size(m_.embedding.dtype()),
-                       m_.embedding.dtype(), x_.data() + r++ * D, DType::F32, D);
-    }
-  const float eps = static_cast<float>(c.rms_norm_eps);
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    const LlamaLayer& L = m_.layers[l];
-    rmsnorm(x_.data(), L.attn_norm.data(), xb_.data(), T, D, eps);
-    {
-      const quant::LinearWeight* w[3] = {L.wq.get(), L.wk.get(), L.wv.get()};
-      float* out[3] = {q_.data(), k_.data(), v_.data()};
-      quant::linear_many(w, xb_.data(), T, out);
-    }
-    rope(q_.data(), c.num_heads);
-    rope(k_.data(), c.num_kv_heads);
-    for (size_t s = 0; s < batch.size(); ++s)
-      attention(l, row0[s], static_cast<int64_t>(batch[s].tokens.size()), batch[s].cache->length(), *batch[s].cache);
-    L.wo->linear(att_.data(), T, xb_.data());
-    for (int64_t i = 0; i < T * D; ++i) x_[i] += xb_[i];
-
-    rmsnorm(x_.data(), L.ffn_norm.data(), xb_.data(), T, D, eps);
-    {
-      const quant::LinearWeight* w[2] = {L.w_gate.get(), L.w_up.get()};
-      float* out[2] = {hb_.data(), hb2_.data()};
-      quant::linear_many(w, xb_.data(), T, out);
-    }
-#pragma omp parallel for schedule(static) if (T * F > 65536)
-    for (int64_t i = 0; i < T * F; ++i) {
-      const float g = hb_[i];
-      hb_[i] = g / (1.0f + std::exp(-g)) * hb2_[i];  // SiLU(gate) * up
-    }
-    L.w_down->linear(hb_.data(), T, xb_.data());
-    for (int64_t i = 0; i < T * D; ++i) x_[i] += xb_[i];
+  {
+    std::vector<int64_t> pos = std::move(pos_);
+    resize(T);
+    pos_ = std::move(pos);
   }
+  int64_t r = 0;
+  for (const auto& seg : batch) {
+    embed(seg.tokens, x_.data() + r * D);
+    r += static_cast<int64_t>(seg.tokens.size());
+  }
+  for (int64_t l = 0; l < c.num_layers; ++l) layer(l, batch, row0, nullptr);
   for (const auto& seg : batch) seg.cache->length_ += static_cast<int64_t>(seg.tokens.size());
 
   // Final norm and the output projection, for the rows whose logits were asked for.
@@ -200,10 +165,91 @@ const std::vector<float>& LlamaRunner::forward(std::span<const Segment> batch, L
     rows = static_cast<int64_t>(last_rows.size());
     for (int64_t i = 0; i < rows; ++i) std::copy_n(x_.data() + last_rows[i] * D, D, x_.data() + i * D);
   }
-  rmsnorm(x_.data(), m_.final_norm.data(), xb_.data(), rows, D, eps);
+  rmsnorm(x_.data(), m_.final_norm.data(), xb_.data(), rows, D, static_cast<float>(c.rms_norm_eps));
   logits_.resize(static_cast<size_t>(rows * c.vocab_size));
   m_.lm_head->linear(xb_.data(), rows, logits_.data());
   return logits_;
+}
+
+// One transformer block over the rows in x_ (T = pos_.size()); `observe` sees each Linear's input.
+void LlamaRunner::layer(int64_t l, std::span<const Segment> batch, const std::vector<int64_t>& row0,
+                        const LinearObserver* observe) {
+  const LlamaConfig& c = m_.config;
+  const int64_t D = c.hidden_size, F = c.intermediate_size;
+  const auto T = static_cast<int64_t>(pos_.size());
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const LlamaLayer& L = m_.layers[l];
+  auto seen = [&](LinearSite site, const float* x, int64_t cols) {
+    if (observe) (*observe)(l, site, x, T, cols);
+  };
+  rmsnorm(x_.data(), L.attn_norm.data(), xb_.data(), T, D, eps);
+  seen(LinearSite::AttnIn, xb_.data(), D);
+  {
+    const quant::LinearWeight* w[3] = {L.wq.get(), L.wk.get(), L.wv.get()};
+    float* out[3] = {q_.data(), k_.data(), v_.data()};
+    quant::linear_many(w, xb_.data(), T, out);
+  }
+  rope(q_.data(), c.num_heads);
+  rope(k_.data(), c.num_kv_heads);
+  for (size_t s = 0; s < batch.size(); ++s)
+    attention(l, row0[s], static_cast<int64_t>(batch[s].tokens.size()), batch[s].cache->length(), *batch[s].cache);
+  seen(LinearSite::AttnOut, att_.data(), c.q_dim());
+  L.wo->linear(att_.data(), T, xb_.data());
+  for (int64_t i = 0; i < T * D; ++i) x_[i] += xb_[i];
+
+  rmsnorm(x_.data(), L.ffn_norm.data(), xb_.data(), T, D, eps);
+  seen(LinearSite::MlpIn, xb_.data(), D);
+  {
+    const quant::LinearWeight* w[2] = {L.w_gate.get(), L.w_up.get()};
+    float* out[2] = {hb_.data(), hb2_.data()};
+    quant::linear_many(w, xb_.data(), T, out);
+  }
+#pragma omp parallel for schedule(static) if (T * F > 65536)
+  for (int64_t i = 0; i < T * F; ++i) {
+    const float g = hb_[i];
+    hb_[i] = g / (1.0f + std::exp(-g)) * hb2_[i];  // SiLU(gate) * up
+  }
+  seen(LinearSite::MlpDown, hb_.data(), F);
+  L.w_down->linear(hb_.data(), T, xb_.data());
+  for (int64_t i = 0; i < T * D; ++i) x_[i] += xb_[i];
+}
+
+void LlamaRunner::forward_layer(int64_t l, float* x, int64_t T, KVCache& cache, const LinearObserver& observe) {
+  const LlamaConfig& c = m_.config;
+  LB_CHECK(l >= 0 && l < c.num_layers, "forward_layer: layer {} of {}", l, c.num_layers);
+  LB_CHECK(T > 0 && T <= cache.capacity(), "forward_layer: {} rows for a KV cache of {}", T, cache.capacity());
+  cache.clear();
+  resize(T);
+  for (int64_t t = 0; t < T; ++t) pos_[t] = t;
+  std::copy_n(x, T * c.hidden_size, x_.data());
+  const std::vector<int32_t> dummy(static_cast<size_t>(T));
+  const Segment seg{dummy, &cache};
+  layer(l, std::span<const Segment>(&seg, 1), {0}, observe ? &observe : nullptr);
+  std::copy_n(x_.data(), T * c.hidden_size, x);
+}
+
+void LlamaRunner::embed(std::span<const int32_t> tokens, float* x) const {
+  const LlamaConfig& c = m_.config;
+  const int64_t D = c.hidden_size;
+  for (size_t r = 0; r < tokens.size(); ++r) {
+    const int32_t tok = tokens[r];
+    LB_CHECK(tok >= 0 && tok < c.vocab_size, "token id {} outside the vocabulary of {}", tok, c.vocab_size);
+    convert_elements(static_cast<const char*>(m_.embedding.raw()) + tok * D * dtype_size(m_.embedding.dtype()),
+                     m_.embedding.dtype(), x + static_cast<int64_t>(r) * D, DType::F32, D);
+  }
+}
+
+void LlamaRunner::resize(int64_t T) {
+  const LlamaConfig& c = m_.config;
+  pos_.resize(static_cast<size_t>(T));
+  x_.resize(T * c.hidden_size);
+  xb_.resize(T * c.hidden_size);
+  q_.resize(T * c.q_dim());
+  k_.resize(T * c.kv_dim());
+  v_.resize(T * c.kv_dim());
+  att_.resize(T * c.q_dim());
+  hb_.resize(T * c.intermediate_size);
+  hb2_.resize(T * c.intermediate_size);
 }
 
 }  // namespace lowbit

@@ -66,13 +66,18 @@ std::optional<quant::Config> plan_config_for(const QuantPlan& plan, const std::s
   return plan.default_config;
 }
 
-std::vector<LayerReport> quantize_(LlamaModel& model, const QuantPlan& plan, bool show_progress) {
-  auto layers = model.linears();
+void check_plan(const LlamaModel& model, const QuantPlan& plan) {
+  const auto layers = model.linears();
   for (const auto& r : plan.rules) {
     const bool used = std::any_of(layers.begin(), layers.end(), [&](auto& l) { return rule_matches(r, l.first); });
     LB_CHECK(used, "recipe rule {} '{}' matches no Linear layer (names look like 'model.layers.0.mlp.down_proj', "
              "'lm_head')", r.is_regex ? "regex" : "name", r.pattern);
   }
+}
+
+std::vector<LayerReport> quantize_(LlamaModel& model, const QuantPlan& plan, bool show_progress) {
+  check_plan(model, plan);
+  auto layers = model.linears();
   std::vector<LayerReport> report;
   Progress progress("quantizing", static_cast<int64_t>(layers.size()), show_progress && stderr_is_terminal());
   int64_t done = 0;

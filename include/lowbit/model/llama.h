@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -62,6 +63,12 @@ class KVCache {
 
 enum class Logits { Last, All };
 
+// Where a Linear layer's input comes from, for calibration: the normed hidden state of q/k/v, the
+// attention output of o_proj, the normed hidden state of gate/up, and SiLU(gate)·up of down_proj.
+enum class LinearSite { AttnIn, AttnOut, MlpIn, MlpDown };
+using LinearObserver =
+    std::function<void(int64_t layer, LinearSite site, const float* x, int64_t rows, int64_t cols)>;
+
 // Tokens of one sequence in a batch: they run at positions cache->length() onwards.
 struct Segment {
   std::span<const int32_t> tokens;
@@ -78,7 +85,16 @@ class LlamaRunner {
   // Returns the logits of each segment's last token ([segments, vocab]) or of every token.
   const std::vector<float>& forward(std::span<const Segment> batch, Logits which = Logits::Last);
 
+  // Calibration, one block at a time: the embeddings of `tokens` into x [tokens, hidden]; and block `l`
+  // alone on the hidden states x [T, hidden] of one sequence at positions 0 .. T-1 (the cache is cleared
+  // first), replacing x with the block's output; `observe`, when set, sees every Linear's input.
+  void embed(std::span<const int32_t> tokens, float* x) const;
+  void forward_layer(int64_t l, float* x, int64_t T, KVCache& cache, const LinearObserver& observe = {});
+
  private:
+  void layer(int64_t l, std::span<const Segment> batch, const std::vector<int64_t>& row0,
+             const LinearObserver* observe);
+  void resize(int64_t T);
   void attention(int64_t layer, int64_t row0, int64_t T, int64_t p0, KVCache& cache);
   void rope(float* v, int64_t n_heads);
 

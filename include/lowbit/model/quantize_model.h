@@ -33,6 +33,7 @@ struct LayerReport {
   std::string scheme;
   int64_t bytes_before = 0, bytes_after = 0;
   double seconds = 0;
+  double rel_output_error = -1;  // calibrated algorithms: the layer's relative output error (else -1)
 };
 
 // Replaces the Linear weights (every Linear, including lm_head; embeddings are never touched). Each
@@ -40,6 +41,9 @@ struct LayerReport {
 // is an error (a typo should not pass silently).
 std::vector<LayerReport> quantize_(LlamaModel& model, const QuantPlan& plan, bool progress = true);
 std::vector<LayerReport> quantize_(LlamaModel& model, const quant::Config& config, bool progress = true);
+
+// A rule that matches no layer of the model is an error (a typo should not pass silently).
+void check_plan(const LlamaModel& model, const QuantPlan& plan);
 
 // The scheme a plan gives to `name` (nullopt: left unquantized).
 std::optional<quant::Config> plan_config_for(const QuantPlan& plan, const std::string& name);

@@ -36,13 +36,17 @@ int32_t hsum_i(__m512i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-// 64 int4 codes of a chunk, in order: the 32 bytes broadcast to both halves, the upper half shifted right
-// by 4 (epi16 shift counts 0 / 4), then masked to a nibble.
+// 64 int4 codes of a chunk with one load and one mask: the 32 bytes broadcast to both halves, the lower
+// half keeps the low nibbles (weights 0-31), the upper half the high nibbles in place (weights 32-63
+// times 16). The products of lanes 8-15 are therefore 16x too large; their scales carry the 1/16 (exact:
+// a power of two), so no shift is spent per chunk.
 __m512i load_u4(const uint8_t* p) {
   const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-  return _mm512_and_si512(_mm512_srlv_epi16(v, shift), _mm512_set1_epi8(0x0f));
+  return _mm512_and_si512(v, _mm512_inserti64x4(_mm512_set1_epi8(0x0f), _mm256_set1_epi8(static_cast<char>(0xf0)), 1));
 }
+
+// Lanes 0-7 from v, lanes 8-15 from v / 16 (idx from the "h" tables below): the scales of load_u4's products.
+__m512 spread_u4(__m512i idx, __m512 v, __m512 v16) { return _mm512_permutex2var_ps(v, idx, v16); }
 
 template <int Bits>
 __m512i load_w(const uint8_t* row, int64_t c) {
@@ -55,12 +59,20 @@ __m512i load_w(const uint8_t* row, int64_t c) {
 struct ScaleWindows {
   alignas(64) int32_t g32[8][16];   // chunk position in an 8-chunk window -> lane indices
   alignas(64) int32_t g64[16][16];  // group position in a 16-group window -> lane indices
+  alignas(64) int32_t g32h[8][16];  // the same, lanes 8-15 taken from the second (1/16) source
+  alignas(64) int32_t g64h[16][16];
   alignas(64) int32_t b2g[4][16];   // block l of a 16-block window -> its group, for G = 32 << s
   ScaleWindows() {
     for (int p = 0; p < 8; ++p)
-      for (int l = 0; l < 16; ++l) g32[p][l] = 2 * p + (l >= 8);
+      for (int l = 0; l < 16; ++l) {
+        g32[p][l] = 2 * p + (l >= 8);
+        g32h[p][l] = g32[p][l] + (l >= 8 ? 16 : 0);
+      }
     for (int p = 0; p < 16; ++p)
-      for (int l = 0; l < 16; ++l) g64[p][l] = p;
+      for (int l = 0; l < 16; ++l) {
+        g64[p][l] = p;
+        g64h[p][l] = p + (l >= 8 ? 16 : 0);
+      }
     for (int s = 0; s < 4; ++s)
       for (int l = 0; l < 16; ++l) b2g[s][l] = l >> s;
   }
@@ -184,11 +196,12 @@ void dot_row(const Args& A, int64_t m, int64_t n, float& fsum, int32_t& isum) {
       __m512 sw = load_window_bf16(s + g0, ng - g0);
       if (block_shift) sw = _mm512_permutexvar_ps(_mm512_load_si512(kWindows.b2g[block_shift]), sw);
       const __m512 prod = _mm512_mul_ps(sw, load_window_f32(d + b0, nb - b0));
+      const __m512 prod16 = _mm512_mul_ps(prod, _mm512_set1_ps(1.0f / 16));
       const int64_t len = std::min<int64_t>(8, chunks - c0);
       auto one = [&](int p, __m512& f) {
         const int64_t c = c0 + p;
         const __m512i pv = _mm512_dpbusd_epi32(zero, load_u4(w + c * 32), _mm512_loadu_si512(xq + c * 64));
-        f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pv), _mm512_permutexvar_ps(_mm512_load_si512(kWindows.g32[p]), prod), f);
+        f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pv), spread_u4(_mm512_load_si512(kWindows.g32h[p]), prod, prod16), f);
       };
       if (len == 8) {
         _mm_prefetch(reinterpret_cast<const char*>(w + c0 * 32 + kPrefetch), _MM_HINT_T0);
@@ -231,11 +244,11 @@ void tile(const Args& A, int64_t m0, int64_t n0) {
   // and masks only in the loop.
   const int64_t window_mask = (A.G == 32 ? 8 : 16 * A.G / 64) - 1;
   const int group_shift = A.G == 32 ? 0 : __builtin_ctzll(static_cast<uint64_t>(A.G / 64));
-  __m512 win[NR];
+  __m512 win[NR], win16[NR];  // win16 = win / 16 for the upper lanes of 4-bit products (see load_u4)
   // Decode of int4 (one weight row): per 16-block window, weight scale times activation scale for every
   // block in one multiply; each chunk then takes its two blocks' products with one permute.
   constexpr bool kProd = MD == Mode::U4Blocks && NR == 1;
-  __m512 prod[MR];
+  __m512 prod[MR], prod16[MR];
   const int64_t nb = K / 32;
   const int block_shift = __builtin_ctzll(static_cast<uint64_t>(A.G / 32));
   auto step = [&]<int u>(int64_t c) {
@@ -246,7 +259,10 @@ void tile(const Args& A, int64_t m0, int64_t n0) {
         const int64_t b0 = 2 * c, g0 = b0 >> block_shift;
         __m512 sw = load_window_bf16(A.s16 + n0 * ng + g0, ng - g0);
         if (block_shift) sw = _mm512_permutexvar_ps(_mm512_load_si512(kWindows.b2g[block_shift]), sw);
-        for (int i = 0; i < MR; ++i) prod[i] = _mm512_mul_ps(sw, load_window_f32(a.d.data() + (m0 + i) * nb + b0, nb - b0));
+        for (int i = 0; i < MR; ++i) {
+          prod[i] = _mm512_mul_ps(sw, load_window_f32(a.d.data() + (m0 + i) * nb + b0, nb - b0));
+          prod16[i] = _mm512_mul_ps(prod[i], _mm512_set1_ps(1.0f / 16));
+        }
       }
     } else if constexpr (kGrouped) {
       if ((c & window_mask) == 0) {
@@ -254,19 +270,23 @@ void tile(const Args& A, int64_t m0, int64_t n0) {
         for (int j = 0; j < NR; ++j) {
           if constexpr (MD == Mode::U4Blocks) win[j] = load_window_bf16(A.s16 + (n0 + j) * ng + g0, ng - g0);
           else win[j] = load_window_f32(A.gw->gscale + (n0 + j) * ng + g0, ng - g0);
+          if constexpr (Bits == 4) win16[j] = _mm512_mul_ps(win[j], _mm512_set1_ps(1.0f / 16));
         }
       }
     }
     __m512i idx = _mm512_setzero_si512();
     if constexpr (kProd)
-      idx = _mm512_load_si512(kWindows.g32[c & 7]);
+      idx = _mm512_load_si512(kWindows.g32h[c & 7]);
+    else if constexpr (kGrouped && Bits == 4)
+      idx = _mm512_load_si512(A.G == 32 ? kWindows.g32h[c & 7] : kWindows.g64h[(c >> group_shift) & 15]);
     else if constexpr (kGrouped)
       idx = _mm512_load_si512(A.G == 32 ? kWindows.g32[c & 7] : kWindows.g64[(c >> group_shift) & 15]);
 #pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) {
       if constexpr (MR == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[j] + c * (Bits * 8) + kPrefetch), _MM_HINT_T0);
       wv[j] = load_w<Bits>(wr[j], c);
-      if constexpr (kGrouped && !kProd) sv[j] = _mm512_permutexvar_ps(idx, win[j]);
+      if constexpr (kGrouped && !kProd && Bits == 4) sv[j] = spread_u4(idx, win[j], win16[j]);
+      else if constexpr (kGrouped && !kProd) sv[j] = _mm512_permutexvar_ps(idx, win[j]);
     }
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) {
@@ -277,7 +297,7 @@ void tile(const Args& A, int64_t m0, int64_t n0) {
       } else {
         __m512 dv = _mm512_setzero_ps();
         if constexpr (kProd)
-          dv = _mm512_permutexvar_ps(idx, prod[i]);
+          dv = spread_u4(idx, prod[i], prod16[i]);
         else if constexpr (MD == Mode::U8Blocks || MD == Mode::U4Blocks)
           dv = _mm512_loadu_ps(a.dexp.data() + ((m0 + i) * chunks + c) * 16);
 #pragma GCC unroll 4

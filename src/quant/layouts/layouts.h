@@ -103,6 +103,8 @@ class FpxWeight final : public LinearWeight {
 class UIntXWeight final : public LinearWeight {
  public:
   static LinearPtr quantize(const Tensor& w, int bits, int group_size);
+  // From codes q and integer zero points in [0, 2^bits) (any integer dtype) and scales [N, K/G].
+  static LinearPtr from_codes(const Tensor& q, const Tensor& scale, const Tensor& zero, int bits, int group_size);
   UIntXWeight(Tensor packed, Tensor scale, Tensor zero_packed, int64_t k, int bits, int group_size);
   int64_t out_features() const override { return scale_.size(0); }
   int64_t in_features() const override { return k_; }

@@ -16,15 +16,33 @@ LinearPtr UIntXWeight::quantize(const Tensor& w, int bits, int group) {
   const auto qp = choose_qparams_affine(w, o);
   const Tensor q = quantize_affine(w, {1, group}, qp.scale, qp.zero_point, ZeroPointDomain::Int, r.qmin, r.qmax,
                                    DType::U8);
-  const int64_t G = K / group;
-  const Tensor zp = qp.zero_point.to(DType::U8);
+  return from_codes(q, qp.scale.reshape({N, K / group}), qp.zero_point.reshape({N, K / group}), bits, group);
+}
+
+LinearPtr UIntXWeight::from_codes(const Tensor& q_in, const Tensor& scale, const Tensor& zero_in, int bits, int group) {
+  LB_CHECK(q_in.dim() == 2 && group > 0 && q_in.size(1) % group == 0,
+           "uintx layout: codes must be [N, K] with K a multiple of the group {}, got {}", group, q_in.describe());
+  const int64_t N = q_in.size(0), K = q_in.size(1), G = K / group;
+  LB_CHECK(zero_in.numel() == N * G, "uintx layout: {} zero points for [{}, {}] groups", zero_in.numel(), N, G);
+  // The range is checked as the values are packed (pack_bits refuses values of more than `bits` bits).
+  auto to_u8 = [](const Tensor& t) {
+    const Tensor i = t.to(DType::I32).contiguous();
+    Tensor u = Tensor::empty(i.shape(), DType::U8);
+    for (int64_t k = 0; k < i.numel(); ++k) {
+      LB_CHECK(i.data<int32_t>()[k] >= 0 && i.data<int32_t>()[k] < 256, "uintx layout: value {} is not a code",
+               i.data<int32_t>()[k]);
+      u.data<uint8_t>()[k] = static_cast<uint8_t>(i.data<int32_t>()[k]);
+    }
+    return u;
+  };
+  const Tensor q = to_u8(q_in), zp = to_u8(zero_in);
   Tensor packed = Tensor::empty({N, packed_bytes(K, bits)}, DType::U8);
   Tensor zpacked = Tensor::empty({N, packed_bytes(G, bits)}, DType::U8);
   for (int64_t n = 0; n < N; ++n) {
     pack_bits(q.data<uint8_t>() + n * K, K, bits, packed.data<uint8_t>() + n * packed.size(1));
     pack_bits(zp.data<uint8_t>() + n * G, G, bits, zpacked.data<uint8_t>() + n * zpacked.size(1));
   }
-  return std::make_shared<UIntXWeight>(packed, qp.scale.reshape({N, G}), zpacked, K, bits, group);
+  return std::make_shared<UIntXWeight>(packed, scale.reshape({N, G}), zpacked, K, bits, group);
 }
 
 UIntXWeight::UIntXWeight(Tensor packed, Tensor scale, Tensor zero, int64_t k, int bits, int group)
