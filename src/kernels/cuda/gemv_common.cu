@@ -1,0 +1,155 @@
+// Argument checks, the configuration heuristic, dynamic activation quantization and the two-step
+// dq entry points of weight_gemv.h.
+#include "kernels/cuda/gemv_kernel.cuh"
+
+namespace lowbit::cuda {
+namespace detail {
+
+void check_gemv_args(const char* what, const void* x, const void* w, const void* y, int M, int N,
+                     int K) {
+  LB_CHECK(x && w && y, "{}: null pointer", what);
+  LB_CHECK(M >= 1 && M <= kGemvMaxM, "{}: M = {} must be in [1, {}]", what, M, kGemvMaxM);
+  LB_CHECK(N >= 1, "{}: N = {} must be positive", what, N);
+  LB_CHECK(K >= 64 && K % 64 == 0, "{}: K = {} must be a positive multiple of 64", what, K);
+  LB_CHECK(reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0,
+           "{}: x and the weights must be 16-byte aligned", what);
+}
+
+namespace {
+
+__device__ __forceinline__ float block_max(float v) {
+  __shared__ float part[32];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+  __syncthreads();
+  v = part[0];
+  for (int i = 1; i < (int)(blockDim.x >> 5); ++i) v = fmaxf(v, part[i]);
+  return v;
+}
+
+// One CTA per row: amax, scale, then the quantized bytes, 8 values per 16-byte load.
+template <bool kFloat8>
+__global__ void quantize_rows_kernel(const __nv_bfloat16* x, int K, uint8_t* xq, float* xscale) {
+  const int m = blockIdx.x, nv = K / 8;
+  const uint4* row = reinterpret_cast<const uint4*>(x + (size_t)m * K);
+  pdl_wait();
+  float amax = 0.0f;
+  for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+    const uint4 v = row[i];
+    const __nv_bfloat16* h = reinterpret_cast<const __nv_bfloat16*>(&v);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(__bfloat162float(h[e])));
+  }
+  amax = block_max(amax);
+  const float scale = kFloat8 ? amax / 448.0f : fmaxf(amax / 127.0f, 1e-5f);
+  const float recip = 1.0f / scale;
+  for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+    const uint4 v = row[i];
+    const __nv_bfloat16* h = reinterpret_cast<const __nv_bfloat16*>(&v);
+    uint8_t q[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float f = __bfloat162float(h[e]);
+      if constexpr (kFloat8) {
+        const float s = f == 0.0f ? 0.0f : fminf(fmaxf(f / scale, -448.0f), 448.0f);
+        q[e] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(s, __NV_SATFINITE, __NV_E4M3));
+      } else {
+        q[e] = static_cast<uint8_t>(
+            static_cast<int8_t>(fminf(fmaxf(rintf(f * recip), -127.0f), 127.0f)));
+      }
+    }
+    *reinterpret_cast<uint2*>(xq + (size_t)m * K + 8 * (size_t)i) =
+        *reinterpret_cast<const uint2*>(q);
+  }
+  if (threadIdx.x == 0) xscale[m] = scale;
+}
+
+template <bool kFloat8>
+void quantize_rows(const void* x, int M, int K, void* xq, float* xscale, cudaStream_t stream) {
+  LB_CHECK(x && xq && xscale, "quantize_rows: null pointer");
+  LB_CHECK(M >= 1 && K >= 8 && K % 8 == 0, "quantize_rows: bad shape [{}, {}]", M, K);
+  quantize_rows_kernel<kFloat8><<<M, 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(x), K,
+                                                       static_cast<uint8_t*>(xq), xscale);
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) fail("quantize_rows launch failed: {}", cudaGetErrorString(e));
+}
+
+size_t align256(size_t n) {
+  return (n + 255) / 256 * 256;
+}
+
+}  // namespace
+}  // namespace detail
+
+// Measured on the H100 (bench/cuda/weight_gemv_bench.cu sweeps every configuration; configs
+// 0..3 = rt1.wk8, rt2.wk8, rt1.wk4, rt2.wk4). Four-warp CTAs win almost everywhere: more CTAs per
+// SM spread small grids evenly. Two row tiles per warp halve the activation traffic (M > 8, huge N)
+// and amortize int4's per-chunk work; large grids (N ≥ 16K) run many waves, where eight warps suit
+// bf16.
+int gemv_default_config(GemvFormat f, int M, int N, int) {
+  static const int sms = [] {
+    int d = 0, n = 132;
+    cudaGetDevice(&d);
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d);
+    return n;
+  }();
+  constexpr int kRt1Wk8 = 0, kRt2Wk8 = 1, kRt1Wk4 = 2, kRt2Wk4 = 3;
+  const int tiles = (N + 15) / 16;
+  const bool large = tiles >= 1024, huge = tiles >= 4096;
+  switch (f) {
+    case GemvFormat::Bf16:
+      if (M <= 8) return large ? kRt1Wk8 : kRt1Wk4;
+      return huge ? kRt2Wk4 : kRt1Wk4;
+    case GemvFormat::Int8wo:
+    case GemvFormat::Float8wo:
+      return M > 8 && huge ? kRt2Wk4 : kRt1Wk4;
+    case GemvFormat::Int4wo:
+      if (large) return kRt2Wk4;
+      if (M > 8 || (tiles + 1) / 2 <= sms) return kRt2Wk8;  // one 8-warp CTA per SM
+      return kRt1Wk4;
+    default:
+      return kRt1Wk4;  // int8dq, float8dq
+  }
+}
+
+const char* gemv_config_name(int config) {
+  static const char* names[kGemvConfigs] = {"rt1.wk8", "rt2.wk8", "rt1.wk4", "rt2.wk4"};
+  return config >= 0 && config < kGemvConfigs ? names[config] : "auto";
+}
+
+void quantize_rows_int8(const void* x, int M, int K, int8_t* xq, float* xscale,
+                        cudaStream_t stream) {
+  detail::quantize_rows<false>(x, M, K, xq, xscale, stream);
+}
+
+void quantize_rows_float8(const void* x, int M, int K, uint8_t* xq, float* xscale,
+                          cudaStream_t stream) {
+  detail::quantize_rows<true>(x, M, K, xq, xscale, stream);
+}
+
+size_t dq_workspace_bytes(int M, int K) {
+  return detail::align256((size_t)M * K) + detail::align256(4 * (size_t)M);
+}
+
+void gemv_int8dq(const void* x, const int8_t* w, const float* wscale, void* y, int M, int N, int K,
+                 void* workspace, const GemvOptions& o) {
+  LB_CHECK(workspace, "gemv_int8dq: null workspace");
+  auto* xq = static_cast<int8_t*>(workspace);
+  auto* xs =
+      reinterpret_cast<float*>(static_cast<char*>(workspace) + detail::align256((size_t)M * K));
+  quantize_rows_int8(x, M, K, xq, xs, o.stream);
+  gemv_int8dq(xq, xs, w, wscale, y, M, N, K, o);
+}
+
+void gemv_float8dq(const void* x, const uint8_t* w, const float* wscale, void* y, int M, int N,
+                   int K, void* workspace, const GemvOptions& o) {
+  LB_CHECK(workspace, "gemv_float8dq: null workspace");
+  auto* xq = static_cast<uint8_t*>(workspace);
+  auto* xs =
+      reinterpret_cast<float*>(static_cast<char*>(workspace) + detail::align256((size_t)M * K));
+  quantize_rows_float8(x, M, K, xq, xs, o.stream);
+  gemv_float8dq(xq, xs, w, wscale, y, M, N, K, o);
+}
+
+}  // namespace lowbit::cuda

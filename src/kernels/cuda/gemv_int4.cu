@@ -1,0 +1,126 @@
+// int4 weights (torchao int4wo / tinygemm math: w = (q − 8) · scale + zero per group of G along K)
+// in lowbit's GPU layout (see weight_gemv.h): one 16-byte load per lane and 64-k chunk gives rows
+// g and g + 8 at k = 16t .. 16t + 15; word s feeds the k16 step on k = 16t + 4s .. + 3.
+// Dequantization per bf16x2 pair: (q | 0x4300) is 128 + q; minus 136 is q − 8 (exact); one bf16
+// fma with (scale, scale) and (zero, zero) rounds the weight to bf16 once, as tinygemm does.
+#include <vector>
+
+#include "kernels/cuda/gemv_kernel.cuh"
+
+namespace lowbit::cuda {
+namespace detail {
+namespace {
+
+__device__ __forceinline__ uint32_t dequant_pair(uint32_t v, uint32_t s2, uint32_t z2) {
+  const uint32_t q = (v & 0x000f000fu) | 0x43004300u;
+  return bf16x2_fma(bf16x2_sub(q, 0x43084308u), s2, z2);
+}
+
+struct Int4Format {
+  using Acc = float;
+  static constexpr int KC = 64, WL = 1, XV = 2, XB = 2;
+  static constexpr bool QP = true;
+  // The lane's 16 bytes of the (tile, chunk) block, and the (scale, zero) words of rows g and
+  // g + 8 for the lane's group.
+  __device__ static const void* wsrc(const GemvParams& p, int tile, int c, int, int, int lane,
+                                     int) {
+    return static_cast<const char*>(p.w) + ((size_t)tile * (p.K >> 6) + c) * 512 + lane * 16;
+  }
+  __device__ static const void* qsrc(const GemvParams& p, int tile, int c, int g, int t) {
+    const int grp = (c * 64 + t * 16) >> p.log2g;
+    return static_cast<const uint2*>(p.aux) + ((size_t)tile * (p.K >> p.log2g) + grp) * 8 + g;
+  }
+  template <int MT>
+  __device__ static void mma(const GemvParams&, float (&acc)[MT][4], const WFrag<WL>& f,
+                             const uint4 (&x)[MT][XV]) {
+    const uint32_t s0 = __byte_perm(f.qp.x, 0, 0x1010), z0 = __byte_perm(f.qp.x, 0, 0x3232);
+    const uint32_t s1 = __byte_perm(f.qp.y, 0, 0x1010), z1 = __byte_perm(f.qp.y, 0, 0x3232);
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      const uint32_t u = word(f.v[0], s);
+      const uint32_t a0 = dequant_pair(u, s0, z0), a1 = dequant_pair(u >> 4, s1, z1);
+      const uint32_t a2 = dequant_pair(u >> 8, s0, z0), a3 = dequant_pair(u >> 12, s1, z1);
+#pragma unroll
+      for (int j = 0; j < MT; ++j)
+        mma_bf16(acc[j], a0, a1, a2, a3, word(x[j][s >> 1], 2 * (s & 1)),
+                 word(x[j][s >> 1], 2 * (s & 1) + 1));
+    }
+  }
+  __device__ static float epilogue(const GemvParams&, float s, int, int) {
+    return s;
+  }
+};
+
+int log2_group(int group) {
+  LB_CHECK(group >= 16 && group <= 4096 && (group & (group - 1)) == 0,
+           "int4 GPU layout: group size {} must be a power of two in [16, 4096]", group);
+  int l = 0;
+  while ((1 << l) < group) ++l;
+  return l;
+}
+
+}  // namespace
+}  // namespace detail
+
+size_t int4_packed_bytes(int64_t N, int64_t K) {
+  return static_cast<size_t>((N + 15) / 16 * 16 * K / 2);
+}
+
+size_t int4_qparam_bytes(int64_t N, int64_t K, int group) {
+  return static_cast<size_t>((N + 15) / 16 * 16 * (K / group) * 4);
+}
+
+void pack_int4(const int32_t* codes, const uint16_t* scale, const uint16_t* zero, int64_t N,
+               int64_t K, int group, void* packed, void* qparams) {
+  detail::log2_group(group);
+  LB_CHECK(N > 0 && K > 0 && K % 64 == 0 && K % group == 0,
+           "pack_int4: K = {} must be a multiple of 64 and of the group size {}", K, group);
+  const int64_t tiles = (N + 15) / 16, chunks = K / 64, groups = K / group;
+  for (int64_t i = 0; i < N * K; ++i)
+    LB_CHECK(codes[i] >= 0 && codes[i] <= 15, "pack_int4: code {} at {} out of [0, 15]", codes[i],
+             i);
+  auto* out = static_cast<uint32_t*>(packed);
+  for (int64_t tile = 0; tile < tiles; ++tile)
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int lane = 0; lane < 32; ++lane)
+        for (int s = 0; s < 4; ++s) {
+          const int g = lane / 4, t = lane % 4;
+          uint32_t word = 0;
+          for (int i = 0; i < 8; ++i) {
+            const int64_t n = tile * 16 + g + 8 * (i & 1);
+            const int64_t k = c * 64 + 16 * t + 4 * s + 2 * ((i >> 1) & 1) + (i >> 2);
+            const uint32_t q = n < N ? static_cast<uint32_t>(codes[n * K + k]) : 0u;
+            word |= q << (4 * i);
+          }
+          out[((tile * chunks + c) * 32 + lane) * 4 + s] = word;
+        }
+  // Pad rows get scale = zero = 0, so they dequantize to 0.
+  auto* qp = static_cast<uint32_t*>(qparams);
+  for (int64_t tile = 0; tile < tiles; ++tile)
+    for (int64_t gr = 0; gr < groups; ++gr)
+      for (int r = 0; r < 16; ++r) {
+        const int64_t n = tile * 16 + r;
+        const uint32_t v =
+            n < N ? (uint32_t(scale[n * groups + gr]) | uint32_t(zero[n * groups + gr]) << 16) : 0u;
+        qp[(tile * groups + gr) * 16 + 2 * (r % 8) + r / 8] = v;
+      }
+}
+
+void gemv_int4wo(const void* x, const void* packed, const void* qparams, void* y, int M, int N,
+                 int K, int group, const GemvOptions& o) {
+  detail::check_gemv_args("gemv_int4wo", x, packed, y, M, N, K);
+  LB_CHECK(qparams, "gemv_int4wo: null qparams");
+  LB_CHECK(K % group == 0, "gemv_int4wo: K = {} is not a multiple of the group size {}", K, group);
+  detail::GemvParams p{x,
+                       nullptr,
+                       packed,
+                       qparams,
+                       static_cast<__nv_bfloat16*>(y),
+                       M,
+                       N,
+                       K,
+                       detail::log2_group(group)};
+  detail::launch_gemv<detail::Int4Format>(GemvFormat::Int4wo, p, o);
+}
+
+}  // namespace lowbit::cuda
