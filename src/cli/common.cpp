@@ -4,6 +4,8 @@
 #include <sstream>
 
 #include "lowbit/core/system.h"
+#include "algorithms/algorithms.h"
+#include "lowbit/core/file_io.h"
 #include "lowbit/model/quantize_model.h"
 
 namespace lowbit::cli {
@@ -19,6 +21,22 @@ void add_model_options(CLI::App* sub, ModelOptions& o, bool model_required, bool
                   "float8dq-row, float8dq-tensor, fp6, uintx-B-G, a8wx-B-G, w4a8, codebook-4-64");
   sub->add_option("--recipe", o.recipe, "JSON recipe of per-layer schemes (docs/quantized-format.md)")
       ->check(CLI::ExistingFile);
+  sub->add_option("--algo", o.algo,
+                  "rtn (round to nearest); gptq (calibrated: int4wo-G, uintx-B-G, int8wo); hqq (calibration-free:\n"
+                  "int4wo-G); awq (calibrated channel scales, then RTN; weight-only schemes); smoothquant\n"
+                  "(calibrated smoothing, then RTN; for int8dq / float8dq)")
+      ->capture_default_str();
+  sub->add_option("--calib", o.calib, "calibration text for gptq, awq, smoothquant (plain text, tokenized with the model's tokenizer)")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--calib-samples", o.calib_samples, "calibration windows (fewer if the text holds fewer)")
+      ->capture_default_str();
+  sub->add_option("--calib-seqlen", o.calib_seqlen, "tokens per calibration window")->capture_default_str();
+  sub->add_option("--calib-seed", o.calib_seed, "seed that picks the calibration windows")->capture_default_str();
+  sub->add_flag("--act-order", o.act_order, "gptq: quantize columns by decreasing activation energy");
+  sub->add_option("--smooth-alpha", o.smooth_alpha, "smoothquant: migration strength α in [0, 1]; -1 searches α per layer group")
+      ->capture_default_str();
+  sub->add_option("--percdamp", o.percdamp, "gptq: damping, as a fraction of the Hessian's mean diagonal")
+      ->capture_default_str();
 }
 
 LoadedModel load_model(const ModelOptions& o) {
@@ -28,15 +46,38 @@ LoadedModel load_model(const ModelOptions& o) {
   m.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   m.scheme = "checkpoint";
   if (!o.quant.empty() || !o.recipe.empty()) {
-    QuantPlan plan = o.recipe.empty() ? QuantPlan{} : load_recipe(o.recipe);
-    if (!o.quant.empty()) plan.default_config = quant::parse_config(o.quant);
     const auto t1 = std::chrono::steady_clock::now();
-    quantize_(m.model, plan);
+    apply_quantization(m.model, m.tokenizer, o);
     m.quantize_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     m.scheme = o.quant.empty() ? "recipe" : o.quant;
     if (!o.recipe.empty() && !o.quant.empty()) m.scheme = o.quant + " + recipe";
+    if (o.algo != "rtn") m.scheme += " (" + o.algo + ")";
   }
   return m;
+}
+
+std::vector<LayerReport> apply_quantization(LlamaModel& model, const Tokenizer& tok, const ModelOptions& o) {
+  if (o.quant.empty() && o.recipe.empty()) {
+    LB_CHECK(o.algo == "rtn", "--algo {} needs --quant or --recipe", o.algo);
+    return {};
+  }
+  QuantPlan plan = o.recipe.empty() ? QuantPlan{} : load_recipe(o.recipe);
+  if (!o.quant.empty()) plan.default_config = quant::parse_config(o.quant);
+  algorithms::AlgorithmOptions ao;
+  ao.algorithm = algorithms::algorithm_from_name(o.algo);
+  if (ao.algorithm == algorithms::Algorithm::Rtn) return quantize_(model, plan);
+  ao.act_order = o.act_order;
+  ao.percdamp = o.percdamp;
+  ao.smooth_alpha = o.smooth_alpha;
+  std::vector<std::vector<int32_t>> windows;
+  if (algorithms::needs_calibration(ao.algorithm)) {
+    LB_CHECK(!o.calib.empty(), "--algo {} needs calibration text: --calib FILE (never the text you evaluate on)",
+             o.algo);
+    const auto ids = tok.encode(read_text_file(o.calib), true);
+    windows = algorithms::calibration_windows(
+        ids, {.samples = o.calib_samples, .seqlen = o.calib_seqlen, .seed = o.calib_seed});
+  }
+  return algorithms::quantize_with_algorithm(model, plan, ao, windows);
 }
 
 std::string human_bytes(int64_t b) {
@@ -49,7 +90,7 @@ std::string human_bytes(int64_t b) {
 
 std::filesystem::path default_demo_model() {
   namespace fs = std::filesystem;
-  for (const fs::path base : {fs::path("../shared/models/sotu-llama-23m"), fs::path(LOWBIT_SOURCE_DIR) / ".." /
+  for (const fs::path& base : {fs::path("../shared/models/sotu-llama-23m"), fs::path(LOWBIT_SOURCE_DIR) / ".." /
                                                                                "shared/models/sotu-llama-23m"}) {
     if (fs::exists(base / "config.json")) return fs::weakly_canonical(base);
   }

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "lowbit/model/llama.h"
+#include "lowbit/model/quantize_model.h"
 #include "lowbit/model/tokenizer.h"
 
 namespace lowbit::cli {
@@ -16,6 +17,14 @@ struct ModelOptions {
   int threads = 0;
   std::string quant;   // quantize on the fly with this scheme
   std::string recipe;  // per-layer overrides (JSON)
+  // Algorithm beyond round-to-nearest, and its calibration data.
+  std::string algo = "rtn";
+  std::string calib;
+  int64_t calib_samples = 128, calib_seqlen = 512;
+  uint64_t calib_seed = 0;
+  bool act_order = false;
+  double percdamp = 0.01;
+  float smooth_alpha = 0.5f;
 };
 
 // Adds --model (required unless `model_required` is false), --threads, and unless `with_quant` is false
@@ -31,6 +40,10 @@ struct LoadedModel {
 };
 
 LoadedModel load_model(const ModelOptions& o);
+
+// Applies --quant/--recipe with --algo to a loaded model (nothing when neither is given); returns the
+// per-layer reports.
+std::vector<LayerReport> apply_quantization(LlamaModel& model, const Tokenizer& tok, const ModelOptions& o);
 
 std::string human_bytes(int64_t bytes);
 std::vector<std::string> split_list(const std::string& s);  // "a,b,,c" -> {a, b, c}  // "45.3 MB"

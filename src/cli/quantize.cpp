@@ -28,12 +28,11 @@ int run_quantize(const QuantizeCliOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   LlamaModel model = LlamaModel::load(o.model.model_dir);
   const int64_t before = model.weight_bytes(false);
-  QuantPlan plan = o.model.recipe.empty() ? QuantPlan{} : load_recipe(o.model.recipe);
-  if (!o.model.quant.empty()) plan.default_config = quant::parse_config(o.model.quant);
-  const auto report = quantize_(model, plan);
-  const std::string desc = o.model.quant.empty() ? "recipe " + o.model.recipe
-                           : o.model.recipe.empty() ? o.model.quant
-                                                    : o.model.quant + " with recipe " + o.model.recipe;
+  const auto report = apply_quantization(model, Tokenizer::load(o.model.model_dir), o.model);
+  std::string desc = o.model.quant.empty() ? "recipe " + o.model.recipe
+                     : o.model.recipe.empty() ? o.model.quant
+                                              : o.model.quant + " with recipe " + o.model.recipe;
+  if (o.model.algo != "rtn") desc += " (" + o.model.algo + ")";
   save_quantized(model, o.out, {.source_dir = o.model.model_dir, .description = desc, .overwrite = o.force});
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 

@@ -1,0 +1,234 @@
+#include "algorithms/algorithms.h"
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+
+#include "algorithms/hqq.h"
+#include "algorithms/smoothing.h"
+#include "lowbit/core/progress.h"
+#include "lowbit/quant/quantize.h"
+#include "quant/layouts/layouts.h"
+
+namespace lowbit::algorithms {
+namespace {
+
+using quant::LinearPtr;
+
+// One Linear of a block: its name, the slot quantize_ replaces, and the site its input comes from.
+struct Slot {
+  std::string name;
+  LinearPtr* ptr;
+  LinearSite site;
+};
+
+std::vector<Slot> block_slots(LlamaModel& m, int64_t l) {
+  const std::string p = "model.layers." + std::to_string(l) + ".";
+  auto& L = m.layers[static_cast<size_t>(l)];
+  return {{p + "self_attn.q_proj", &L.wq, LinearSite::AttnIn},   {p + "self_attn.k_proj", &L.wk, LinearSite::AttnIn},
+          {p + "self_attn.v_proj", &L.wv, LinearSite::AttnIn},   {p + "self_attn.o_proj", &L.wo, LinearSite::AttnOut},
+          {p + "mlp.gate_proj", &L.w_gate, LinearSite::MlpIn},   {p + "mlp.up_proj", &L.w_up, LinearSite::MlpIn},
+          {p + "mlp.down_proj", &L.w_down, LinearSite::MlpDown}};
+}
+
+Tensor dense_bf16(const Slot& s) {
+  const auto* dense = dynamic_cast<const quant::DenseWeight*>(s.ptr->get());
+  LB_CHECK(dense != nullptr, "layer {} is already quantized ({}); quantize the original checkpoint", s.name,
+           (*s.ptr)->scheme());
+  return dense->weight().to(DType::BF16);
+}
+
+GptqOptions gptq_options(const quant::Config& cfg, const AlgorithmOptions& o, const std::string& layer) {
+  GptqOptions g;
+  g.percdamp = o.percdamp;
+  g.block_size = o.gptq_block;
+  g.act_order = o.act_order;
+  if (const auto* c = std::get_if<quant::Int4WeightOnly>(&cfg)) {
+    g.scheme = GptqScheme::Int4FloatZero;
+    g.group_size = c->group_size;
+  } else if (const auto* u = std::get_if<quant::UIntXWeightOnly>(&cfg)) {
+    g.scheme = GptqScheme::UIntIntZero;
+    g.bits = u->bits;
+    g.group_size = u->group_size;
+  } else if (std::holds_alternative<quant::Int8WeightOnly>(cfg)) {
+    g.scheme = GptqScheme::Int8PerRow;
+  } else {
+    fail("layer {}: gptq quantizes int4wo-G, uintx-B-G and int8wo, not {}", layer, quant::config_name(cfg));
+  }
+  return g;
+}
+
+LinearPtr pack_gptq(const GptqResult& r, const GptqOptions& g) {
+  switch (g.scheme) {
+    case GptqScheme::Int4FloatZero: return quant::Int4Weight::from_codes(r.q, r.scale, r.zero, g.group_size);
+    case GptqScheme::UIntIntZero: return quant::UIntXWeight::from_codes(r.q, r.scale, r.zero, g.bits, g.group_size);
+    case GptqScheme::Int8PerRow:
+      return std::make_shared<quant::Int8Weight>(r.q.to(DType::I8), r.scale, quant::ActQuant::None);
+  }
+  fail("gptq: unknown scheme");
+}
+
+LinearPtr hqq_layer(const Tensor& w, const quant::Config& cfg, const std::string& layer) {
+  const auto* c = std::get_if<quant::Int4WeightOnly>(&cfg);
+  LB_CHECK(c != nullptr, "layer {}: hqq quantizes int4wo-G, not {}", layer, quant::config_name(cfg));
+  HqqOptions h;
+  h.bits = 4;
+  h.group_size = c->group_size;
+  const TinygemmCodes t = to_tinygemm(hqq_quantize(w, h));
+  return quant::Int4Weight::from_codes(t.q, t.scale, t.zero, c->group_size);
+}
+
+class Driver {
+ public:
+  Driver(const QuantPlan& plan, const AlgorithmOptions& o) : plan_(plan), o_(o) {}
+
+  // AWQ / SmoothQuant: channel scales for each foldable group of block l, folded into the weights.
+  void scale_block(LlamaModel& m, int64_t l, const std::map<LinearSite, SiteStats>& stats) {
+    const std::vector<Slot> slots = block_slots(m, l);
+    for (const ScaleGroup& g : scale_groups(m, l)) {
+      // The group's scheme: every Linear in it must be quantized, all with one scheme.
+      std::optional<quant::Config> cfg;
+      bool uniform = true;
+      for (quant::LinearPtr* p : g.linears) {
+        const auto it = std::find_if(slots.begin(), slots.end(), [&](const Slot& s) { return s.ptr == p; });
+        const auto c = plan_config_for(plan_, it->name);
+        if (!c || std::holds_alternative<quant::NoQuant>(*c) || (cfg && quant::config_name(*c) != quant::config_name(*cfg)))
+          uniform = false;
+        else
+          cfg = c;
+      }
+      if (!uniform || !cfg) continue;
+      const SiteStats& x = stats.at(g.site);
+      const std::vector<float> s = o_.algorithm == Algorithm::Awq ? awq_scales(g, x, *cfg, o_.awq_grid)
+                                   : o_.smooth_alpha < 0      ? smoothquant_search(g, x, *cfg)
+                                                              : smoothquant_scales(g, x, o_.smooth_alpha);
+      fold_scales(g, s);
+      for (quant::LinearPtr* p : g.linears) scaled_.insert(p);
+    }
+  }
+
+  // Quantizes one slot (a no-op when the plan leaves it alone); `stats` is its site's, when calibrated.
+  void quantize(const Slot& s, const SiteStats* stats, std::vector<LayerReport>& out) {
+    const auto cfg = plan_config_for(plan_, s.name);
+    if (!cfg) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    LayerReport r{s.name, quant::config_name(*cfg), (*s.ptr)->nbytes(), 0, 0};
+    const Tensor w = dense_bf16(s);
+    try {
+      const bool rtn = o_.algorithm != Algorithm::Gptq && o_.algorithm != Algorithm::Hqq;
+      if (rtn || std::holds_alternative<quant::NoQuant>(*cfg)) {
+        // RTN, and AWQ / SmoothQuant once their scales are folded in.
+        *s.ptr = quant::quantize_weight(w, *cfg);
+        if (o_.algorithm != Algorithm::Rtn && scaled_.contains(s.ptr)) r.scheme.append("+").append(algorithm_name(o_.algorithm));
+      } else if (o_.algorithm == Algorithm::Hqq) {
+        *s.ptr = hqq_layer(w, *cfg, s.name);
+        r.scheme += "+hqq";
+      } else {
+        const GptqOptions g = gptq_options(*cfg, o_, s.name);
+        const GptqResult res = gptq_quantize(w, *stats->hessian, g);
+        r.rel_output_error = res.rel_output_error;
+        *s.ptr = pack_gptq(res, g);
+        r.scheme += "+gptq";
+      }
+    } catch (const Error& e) {
+      fail("layer {}: {}", s.name, e.what());
+    }
+    r.bytes_after = (*s.ptr)->nbytes();
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    out.push_back(r);
+  }
+
+ private:
+  const QuantPlan& plan_;
+  const AlgorithmOptions& o_;
+  std::set<const quant::LinearPtr*> scaled_;
+};
+
+}  // namespace
+
+Algorithm algorithm_from_name(std::string_view n) {
+  if (n == "rtn") return Algorithm::Rtn;
+  if (n == "gptq") return Algorithm::Gptq;
+  if (n == "hqq") return Algorithm::Hqq;
+  if (n == "awq") return Algorithm::Awq;
+  if (n == "smoothquant") return Algorithm::SmoothQuant;
+  fail("unknown algorithm '{}' (known: rtn, gptq, hqq, awq, smoothquant)", n);
+}
+
+std::string_view algorithm_name(Algorithm a) {
+  switch (a) {
+    case Algorithm::Rtn: return "rtn";
+    case Algorithm::Gptq: return "gptq";
+    case Algorithm::Hqq: return "hqq";
+    case Algorithm::Awq: return "awq";
+    case Algorithm::SmoothQuant: return "smoothquant";
+  }
+  return "?";
+}
+
+bool needs_calibration(Algorithm a) {
+  return a == Algorithm::Gptq || a == Algorithm::Awq || a == Algorithm::SmoothQuant;
+}
+
+std::vector<LayerReport> quantize_with_algorithm(LlamaModel& model, const QuantPlan& plan, const AlgorithmOptions& opt,
+                                                 const std::vector<std::vector<int32_t>>& windows,
+                                                 const BlockDone& on_block) {
+  const bool calibrated = needs_calibration(opt.algorithm);
+  LB_CHECK(!calibrated || !windows.empty(), "{} needs calibration data (--calib FILE)", algorithm_name(opt.algorithm));
+  check_plan(model, plan);
+  Driver d(plan, opt);
+  std::vector<LayerReport> all;
+  const int64_t L = model.config.num_layers;
+  std::optional<BlockRunner> runner;
+  if (calibrated) runner.emplace(model, windows);
+  Progress progress(fmt::format("{} blocks", algorithm_name(opt.algorithm)), L + 1, opt.progress && stderr_is_terminal());
+  const StatsSpec spec{.hessian = opt.algorithm == Algorithm::Gptq};
+  for (int64_t l = 0; l < L; ++l) {
+    progress.update(l, fmt::format("block {}", l));
+    std::vector<LayerReport> block;
+    const std::vector<Slot> slots = block_slots(model, l);
+    if (!calibrated) {
+      for (const Slot& s : slots) d.quantize(s, nullptr, block);
+    } else if (opt.algorithm != Algorithm::Gptq) {
+      const bool search = opt.algorithm == Algorithm::Awq || opt.smooth_alpha < 0;
+      const StatsSpec keep{.keep_rows = search ? opt.awq_rows : 0};
+      const auto stats = runner->collect(
+          l, {{LinearSite::AttnIn, keep}, {LinearSite::MlpIn, keep}, {LinearSite::MlpDown, keep}});
+      d.scale_block(model, l, stats);
+      for (const Slot& s : slots) d.quantize(s, nullptr, block);
+      runner->advance(l);
+    } else {
+      // Sites in data-flow order; with `sequential` each is measured after the ones before it are quantized.
+      const LinearSite order[] = {LinearSite::AttnIn, LinearSite::AttnOut, LinearSite::MlpIn, LinearSite::MlpDown};
+      std::map<LinearSite, SiteStats> stats;
+      if (!opt.sequential) {
+        std::map<LinearSite, StatsSpec> want;
+        for (LinearSite s : order) want[s] = spec;
+        stats = runner->collect(l, want);
+      }
+      for (LinearSite site : order) {
+        if (opt.sequential) stats = runner->collect(l, {{site, spec}});
+        for (const Slot& s : slots)
+          if (s.site == site) d.quantize(s, &stats.at(site), block);
+      }
+      runner->advance(l);
+    }
+    if (on_block) on_block(l, block);
+    all.insert(all.end(), block.begin(), block.end());
+  }
+  progress.update(L, "lm_head");
+  std::vector<LayerReport> head;
+  const Slot lm{"lm_head", &model.lm_head, LinearSite::AttnIn};
+  if (calibrated) {
+    const SiteStats s = runner->final_norm_stats(spec);
+    d.quantize(lm, &s, head);
+  } else {
+    d.quantize(lm, nullptr, head);
+  }
+  if (on_block) on_block(L, head);
+  all.insert(all.end(), head.begin(), head.end());
+  progress.finish();
+  return all;
+}
+
+}  // namespace lowbit::algorithms

@@ -1,0 +1,49 @@
+// Quantization with an algorithm beyond round-to-nearest, for a whole model: GPTQ (calibrated), HQQ
+// (calibration-free), AWQ and SmoothQuant (calibrated channel scaling, then round-to-nearest), with the
+// same quantize_ plans (default scheme + per-layer rules) as plain RTN.
+#pragma once
+
+#include <functional>
+#include <string_view>
+#include <vector>
+
+#include "algorithms/calibration.h"
+#include "lowbit/model/quantize_model.h"
+
+namespace lowbit::algorithms {
+
+enum class Algorithm { Rtn, Gptq, Hqq, Awq, SmoothQuant };
+Algorithm algorithm_from_name(std::string_view name);  // "rtn", "gptq", "hqq", "awq", "smoothquant"
+std::string_view algorithm_name(Algorithm a);
+bool needs_calibration(Algorithm a);
+
+struct AlgorithmOptions {
+  Algorithm algorithm = Algorithm::Rtn;
+  // GPTQ
+  double percdamp = 0.01;
+  int gptq_block = 128;
+  bool act_order = false;
+  // SmoothQuant's migration strength; negative: searched per layer group on the calibration rows
+  float smooth_alpha = 0.5f;
+  // AWQ (and SmoothQuant's search): grid points for α, activation rows kept per site for the search
+  int awq_grid = 20;
+  int64_t awq_rows = 2048;
+  // Quantize the Linears of a block in the order data flows (q/k/v, then o with the quantized q/k/v's
+  // output, then gate/up, then down), each calibrated on the inputs it will really see.
+  bool sequential = true;
+  bool progress = true;
+};
+
+// Called after each transformer block (and once for lm_head, with block = number of layers).
+using BlockDone = std::function<void(int64_t block, const std::vector<LayerReport>& layers)>;
+
+// Quantizes `model` as `plan` says, with `opt.algorithm`; `windows` are the calibration token windows
+// (calibration_windows) for the algorithms that need them. Layers of a scheme the algorithm does not
+// handle are an error naming the layer. Returns one report per quantized layer (rel_output_error set
+// where the algorithm measures it).
+std::vector<LayerReport> quantize_with_algorithm(LlamaModel& model, const QuantPlan& plan,
+                                                 const AlgorithmOptions& opt,
+                                                 const std::vector<std::vector<int32_t>>& windows,
+                                                 const BlockDone& on_block = {});
+
+}  // namespace lowbit::algorithms
