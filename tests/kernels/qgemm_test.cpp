@@ -50,7 +50,7 @@ TEST(IntegerKernels, VnniMatchesScalarOnOddShapes) {
   if (!vnni_kernels_active()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: the scalar kernels are the only path";
   std::mt19937 rng(5);
   for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 64}, {2, 13, 128}, {3, 5, 192}, {4, 9, 256},
-                         {5, 17, 64}, {9, 3, 384}, {17, 11, 512}}) {
+                         {5, 17, 64}, {9, 3, 384}, {17, 11, 512}, {1, 6, 1280}}) {
     const auto x = randn(M * K, 1);
     std::vector<uint8_t> u8(N * K), u4(N * K / 2);
     for (auto& v : u8) v = static_cast<uint8_t>(rng());
@@ -61,6 +61,13 @@ TEST(IntegerKernels, VnniMatchesScalarOnOddShapes) {
     compare_paths(M, N, [&](float* y, int64_t ldy, int64_t n0, int64_t n1) {
       qgemm_u8_blocks(blocks, u8.data(), ws.data(), y, ldy, n0, n1);
     });
+    if (K % 256 == 0) {  // int8 weights also take activation blocks of 256
+      Q8Acts b256;
+      quantize_q8_blocks(x.data(), M, K, b256, 256);
+      compare_paths(M, N, [&](float* y, int64_t ldy, int64_t n0, int64_t n1) {
+        qgemm_u8_blocks(b256, u8.data(), ws.data(), y, ldy, n0, n1);
+      });
+    }
     quantize_q8_tokens(x.data(), M, K, false, K, tok_sym);
     compare_paths(M, N, [&](float* y, int64_t ldy, int64_t n0, int64_t n1) {
       qgemm_u8_tokens(tok_sym, u8.data(), ws.data(), y, ldy, n0, n1);

@@ -22,7 +22,7 @@ std::atomic<bool>& scalar_forced() {
 // Per-row sums of the block sums (the offset correction of per-channel weights).
 float row_dsum(const Q8Acts& a, int64_t m) {
   float s = 0.0f;
-  const int64_t nb = a.K / 32;
+  const int64_t nb = a.K / a.group;
   for (int64_t b = 0; b < nb; ++b) s += a.dsum[m * nb + b];
   return s;
 }
@@ -45,35 +45,39 @@ bool integer_kernels_enabled() {
 bool vnni_kernels_active() { return cpu_has_vnni() && active_isa() == Isa::Avx512 && !scalar_forced().load(); }
 void force_scalar_integer_kernels(bool on) { scalar_forced().store(on); }
 
-void quantize_q8_blocks(const float* x, int64_t M, int64_t K, Q8Acts& a) {
+void quantize_q8_blocks(const float* x, int64_t M, int64_t K, Q8Acts& a, int64_t block) {
   LB_CHECK(K % 64 == 0, "int8 block activations need K divisible by 64, got {}", K);
-  const int64_t nb = K / 32;
+  LB_CHECK((block == 32 || block == 256) && K % block == 0, "int8 block activations: block {} for K {}", block, K);
+  const int64_t nb = K / block;
   a.M = M;
   a.K = K;
   a.q.resize(static_cast<size_t>(M * K));
   a.d.resize(static_cast<size_t>(M * nb));
   a.dexp.resize(static_cast<size_t>(M * (K / 64) * 16));
   a.dsum.resize(static_cast<size_t>(M * nb));
-  a.group = 32;
+  a.group = block;
 #pragma omp parallel for schedule(static) if (M * K > 65536)
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t b = 0; b < nb; ++b) {
-      const float* xb = x + m * K + b * 32;
+      const float* xb = x + m * K + b * block;
       float amax = 0.0f;
-      for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+      for (int64_t i = 0; i < block; ++i) amax = std::max(amax, std::fabs(xb[i]));
       const float d = amax / 127.0f;
       const float id = d > 0.0f ? 1.0f / d : 0.0f;
       int32_t s = 0;
-      int8_t* qb = a.q.data() + m * K + b * 32;
-      for (int i = 0; i < 32; ++i) {
+      int8_t* qb = a.q.data() + m * K + b * block;
+      for (int64_t i = 0; i < block; ++i) {
         const int v = static_cast<int>(std::nearbyint(xb[i] * id));
         qb[i] = static_cast<int8_t>(std::clamp(v, -127, 127));
         s += qb[i];
       }
       a.d[m * nb + b] = d;
       a.dsum[m * nb + b] = d * static_cast<float>(s);
-      float* e = a.dexp.data() + (m * (K / 64) + b / 2) * 16 + (b % 2) * 8;
-      for (int i = 0; i < 8; ++i) e[i] = d;
+    }
+    // Each 64-chunk's lanes 0-7 carry the scale of its first 32 values, lanes 8-15 of its second.
+    for (int64_t h = 0; h < K / 32; ++h) {
+      float* e = a.dexp.data() + (m * (K / 64) + h / 2) * 16 + (h % 2) * 8;
+      for (int i = 0; i < 8; ++i) e[i] = a.d[m * nb + h * 32 / block];
     }
   }
 }
@@ -125,14 +129,14 @@ namespace {
 
 void scalar_u8_blocks(const Q8Acts& a, const uint8_t* w, const float* ws, float* y, int64_t ldy, int64_t n0,
                       int64_t n1) {
-  const int64_t K = a.K, nb = K / 32;
+  const int64_t K = a.K, B = a.group, nb = K / B;
   for (int64_t m = 0; m < a.M; ++m) {
     const float corr = 128.0f * row_dsum(a, m);
     for (int64_t n = n0; n < n1; ++n) {
       float f = 0.0f;
       for (int64_t b = 0; b < nb; ++b) {
         int32_t p = 0;
-        for (int64_t k = b * 32; k < b * 32 + 32; ++k) p += static_cast<int32_t>(w[n * K + k]) * a.q[m * K + k];
+        for (int64_t k = b * B; k < b * B + B; ++k) p += static_cast<int32_t>(w[n * K + k]) * a.q[m * K + k];
         f += static_cast<float>(p) * a.d[m * nb + b];
       }
       y[m * ldy + n] = ws[n] * (f - corr);
@@ -208,6 +212,7 @@ void qgemm_u8_tokens(const Q8Acts& a, const uint8_t* w, const float* ws, float* 
 
 void qgemm_u4_blocks(const Q8Acts& a, const uint8_t* w, const uint16_t* s, const uint16_t* z, int64_t G, float* y,
                      int64_t ldy, int64_t n0, int64_t n1) {
+  LB_CHECK(a.group == 32, "int4 kernels take activations in blocks of 32");
   if (vnni_kernels_active()) return vnni::qgemm_u4_blocks(a, w, s, z, G, y, ldy, n0, n1);
   scalar_u4_blocks(a, w, s, z, G, y, ldy, n0, n1);
 }

@@ -16,9 +16,9 @@ struct Q8Acts {
   int64_t M = 0, K = 0;
   std::vector<int8_t> q;  // [M, K]
   // Block mode (symmetric, one scale per 32 values, like llama.cpp's Q8_0):
-  std::vector<float> d;     // [M, K/32]
+  std::vector<float> d;     // [M, K/block] (block = group below)
   std::vector<float> dexp;  // [M, K/64, 16]: per 64-chunk, block 2c's scale in lanes 0-7, 2c+1's in 8-15
-  std::vector<float> dsum;  // [M, K/32]: d_b · Σ_{k in b} q_k
+  std::vector<float> dsum;  // [M, K/block]: d_b · Σ_{k in b} q_k
   // Token mode (one scale per row; torchao's dynamic activations):
   std::vector<float> scale;   // [M]
   std::vector<int32_t> zero;  // [M] (0 when symmetric)
@@ -26,8 +26,9 @@ struct Q8Acts {
   int64_t group = 0;
 };
 
-// Symmetric int8 per 32-block: d = amax/127, q = round(x / d). K % 64 == 0.
-void quantize_q8_blocks(const float* x, int64_t M, int64_t K, Q8Acts& out);
+// Symmetric int8 per block of 32 (like llama.cpp's Q8_0) or 256 (its Q8_K): d = amax/127, q = round(x / d).
+// K % 64 == 0 and K % block == 0. The int4 kernels take blocks of 32; int8 weights either.
+void quantize_q8_blocks(const float* x, int64_t M, int64_t K, Q8Acts& out, int64_t block = 32);
 // torchao's per-token activations: symmetric in [-127, 127] with scale max(amax/127, 1e-5) and
 // q = round(x * (1/scale)); or asymmetric in [-128, 127] (scale (max⁺ − min⁻)/255 ≥ fp32 eps, integer zero).
 // Group sums are kept for weights grouped by `group` (K itself for per-channel weights).

@@ -164,6 +164,24 @@ void dot_row(const Args& A, int64_t m, int64_t n, float& fsum, int32_t& isum) {
     if (c < chunks) i0 = _mm512_dpbusd_epi32(i0, _mm512_loadu_si512(w + c * 64), _mm512_loadu_si512(xq + c * 64));
     isum = hsum_i(_mm512_add_epi32(i0, i1));
   } else if constexpr (MD == Mode::U8Blocks) {
+    if (a.group == 256) {
+      // Blocks of 256: four chunks summed in int32, then one convert and one multiply-add per block.
+      const float* d = a.d.data() + m * (K / 256);
+      __m512 f[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+      const __m512i zero = _mm512_setzero_si512();
+      for (int64_t b = 0; b < K / 256; ++b) {
+        const uint8_t* wb = w + b * 256;
+        const int8_t* xb = xq + b * 256;
+        for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(wb + l * 64 + kPrefetch), _MM_HINT_T0);
+        __m512i i0 = _mm512_dpbusd_epi32(zero, _mm512_loadu_si512(wb), _mm512_loadu_si512(xb));
+        __m512i i1 = _mm512_dpbusd_epi32(zero, _mm512_loadu_si512(wb + 64), _mm512_loadu_si512(xb + 64));
+        i0 = _mm512_dpbusd_epi32(i0, _mm512_loadu_si512(wb + 128), _mm512_loadu_si512(xb + 128));
+        i1 = _mm512_dpbusd_epi32(i1, _mm512_loadu_si512(wb + 192), _mm512_loadu_si512(xb + 192));
+        f[b & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), _mm512_set1_ps(d[b]), f[b & 1]);
+      }
+      fsum = hsum(_mm512_add_ps(f[0], f[1]));
+      return;
+    }
     const float* dexp = a.dexp.data() + m * chunks * 16;
     __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps();
     const __m512i zero = _mm512_setzero_si512();
@@ -374,10 +392,10 @@ void run(const Args& A, int64_t n0, int64_t n1) {
 // Per-group activation sums as float: block modes from d·Σq, token modes from the integer group sums.
 const float* group_sums_blocks(const Q8Acts& a, int64_t G) {
   thread_local std::vector<float> buf;
-  const int64_t ng = a.K / G, nb = a.K / 32;
+  const int64_t ng = a.K / G, B = a.group, nb = a.K / B;
   buf.assign(static_cast<size_t>(a.M * ng), 0.0f);
   for (int64_t m = 0; m < a.M; ++m)
-    for (int64_t b = 0; b < nb; ++b) buf[m * ng + b * 32 / G] += a.dsum[m * nb + b];
+    for (int64_t b = 0; b < nb; ++b) buf[m * ng + b * B / G] += a.dsum[m * nb + b];
   return buf.data();
 }
 

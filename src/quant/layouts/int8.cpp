@@ -51,8 +51,8 @@ std::string Int8Weight::activation_key() const {
 std::shared_ptr<const void> Int8Weight::prepare_activations(const float* x, int64_t M) const {
   if (!kernels::cpu::integer_kernels_enabled() || k_ % 64 != 0) return LinearWeight::prepare_activations(x, M);
   auto a = std::make_shared<kernels::cpu::Q8Acts>();
-  if (act_ == ActQuant::None)
-    kernels::cpu::quantize_q8_blocks(x, M, k_, *a);
+  if (act_ == ActQuant::None)  // blocks of 256 where K allows: the decode loop then converts once per 4 chunks
+    kernels::cpu::quantize_q8_blocks(x, M, k_, *a, k_ % 256 == 0 ? 256 : 32);
   else
     kernels::cpu::quantize_q8_tokens(x, M, k_, false, k_, *a);
   return a;
