@@ -30,15 +30,9 @@ __device__ __forceinline__ void mma_e4m3_as_bf16(float (&acc)[MT][4], const WFra
   }
 }
 
-struct Float8WoFormat {
+struct Float8WoFormat : ByteRowWeights {
   using Acc = float;
-  static constexpr int KC = 64, XV = 2, XB = 2;
-  static constexpr int WL = 2;
-  static constexpr bool QP = false;
-  __device__ static const void* wsrc(const GemvParams& p, int tile, int c, int g, int t, int,
-                                     int i) {
-    return row_major_src(p, tile, c, g, t, i, p.K);
-  }
+  static constexpr int XV = 2, XB = 2;
   template <int MT>
   __device__ static void mma(const GemvParams&, float (&acc)[MT][4], const WFrag<WL>& f,
                              const uint4 (&x)[MT][XV]) {
@@ -60,15 +54,9 @@ __device__ __forceinline__ void mma_e4m3(float (&c)[4], uint32_t a0, uint32_t a1
 }
 #endif
 
-struct Float8DqFormat {
+struct Float8DqFormat : ByteRowWeights {
   using Acc = float;
-  static constexpr int KC = 64, XV = 1, XB = 1;
-  static constexpr int WL = 2;
-  static constexpr bool QP = false;
-  __device__ static const void* wsrc(const GemvParams& p, int tile, int c, int g, int t, int,
-                                     int i) {
-    return row_major_src(p, tile, c, g, t, i, p.K);
-  }
+  static constexpr int XV = 1, XB = 1;
   template <int MT>
   __device__ static void mma(const GemvParams&, float (&acc)[MT][4], const WFrag<WL>& f,
                              const uint4 (&x)[MT][XV]) {

@@ -8,15 +8,9 @@ namespace detail {
 namespace {
 
 // bf16 activations: four k16 steps, step s on k = 16t + 4s .. + 3 (word s of each row).
-struct Int8WoFormat {
+struct Int8WoFormat : ByteRowWeights {
   using Acc = float;
-  static constexpr int KC = 64, XV = 2, XB = 2;
-  static constexpr int WL = 2;
-  static constexpr bool QP = false;
-  __device__ static const void* wsrc(const GemvParams& p, int tile, int c, int g, int t, int,
-                                     int i) {
-    return row_major_src(p, tile, c, g, t, i, p.K);
-  }
+  static constexpr int XV = 2, XB = 2;
   template <int MT>
   __device__ static void mma(const GemvParams&, float (&acc)[MT][4], const WFrag<WL>& f,
                              const uint4 (&x)[MT][XV]) {
@@ -37,15 +31,9 @@ struct Int8WoFormat {
 };
 
 // int8 activations: two k32 steps, step s on k = 16t + 8s .. + 7 (A: words 2s, 2s + 1 of each row).
-struct Int8DqFormat {
+struct Int8DqFormat : ByteRowWeights {
   using Acc = int;
-  static constexpr int KC = 64, XV = 1, XB = 1;
-  static constexpr int WL = 2;
-  static constexpr bool QP = false;
-  __device__ static const void* wsrc(const GemvParams& p, int tile, int c, int g, int t, int,
-                                     int i) {
-    return row_major_src(p, tile, c, g, t, i, p.K);
-  }
+  static constexpr int XV = 1, XB = 1;
   template <int MT>
   __device__ static void mma(const GemvParams&, int (&acc)[MT][4], const WFrag<WL>& f,
                              const uint4 (&x)[MT][XV]) {

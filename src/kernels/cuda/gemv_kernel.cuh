@@ -159,6 +159,17 @@ __device__ __forceinline__ const void* row_major_src(const GemvParams& p, int ti
   return static_cast<const char*>(p.w) + (size_t)n * row_bytes + (size_t)c * 64 + t * 16;
 }
 
+// The weight side shared by the one-byte formats (int8, e4m3): row-major [N, K], 64 k per chunk, two
+// 16-byte vectors per lane (rows g and g + 8), no separate qparams stream.
+struct ByteRowWeights {
+  static constexpr int KC = 64, WL = 2;
+  static constexpr bool QP = false;
+  __device__ static const void* wsrc(const GemvParams& p, int tile, int c, int g, int t, int,
+                                     int i) {
+    return row_major_src(p, tile, c, g, t, i, p.K);
+  }
+};
+
 // ------------------------------------------------------------------ the kernel
 
 // Per-warp ring geometry (in 16-byte vectors): a slot holds one chunk's weights [RT][WL][lane],
