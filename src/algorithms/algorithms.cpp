@@ -22,13 +22,18 @@ struct Slot {
   LinearSite site;
 };
 
+// model.linears() lists each block's seven Linears in this order.
 std::vector<Slot> block_slots(LlamaModel& m, int64_t l) {
-  const std::string p = "model.layers." + std::to_string(l) + ".";
-  auto& L = m.layers[static_cast<size_t>(l)];
-  return {{p + "self_attn.q_proj", &L.wq, LinearSite::AttnIn},   {p + "self_attn.k_proj", &L.wk, LinearSite::AttnIn},
-          {p + "self_attn.v_proj", &L.wv, LinearSite::AttnIn},   {p + "self_attn.o_proj", &L.wo, LinearSite::AttnOut},
-          {p + "mlp.gate_proj", &L.w_gate, LinearSite::MlpIn},   {p + "mlp.up_proj", &L.w_up, LinearSite::MlpIn},
-          {p + "mlp.down_proj", &L.w_down, LinearSite::MlpDown}};
+  static constexpr LinearSite kSites[7] = {LinearSite::AttnIn,  LinearSite::AttnIn, LinearSite::AttnIn,
+                                           LinearSite::AttnOut, LinearSite::MlpIn,  LinearSite::MlpIn,
+                                           LinearSite::MlpDown};
+  const auto all = m.linears();
+  std::vector<Slot> slots;
+  for (int i = 0; i < 7; ++i) {
+    const auto& [name, ptr] = all[static_cast<size_t>(7 * l + i)];
+    slots.push_back({name, ptr, kSites[i]});
+  }
+  return slots;
 }
 
 Tensor dense_bf16(const Slot& s) {

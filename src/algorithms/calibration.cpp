@@ -92,13 +92,7 @@ SiteStats BlockRunner::final_norm_stats(const StatsSpec& spec) {
   for (const auto& x : x_) {
     normed.resize(x.size());
     const auto rows = static_cast<int64_t>(x.size()) / D;
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* xr = x.data() + r * D;
-      float ss = 0.0f;
-      for (int64_t i = 0; i < D; ++i) ss += xr[i] * xr[i];
-      const float inv = 1.0f / std::sqrt(ss / static_cast<float>(D) + static_cast<float>(m_.config.rms_norm_eps));
-      for (int64_t i = 0; i < D; ++i) normed[r * D + i] = m_.final_norm[i] * (xr[i] * inv);
-    }
+    runner_.final_norm(x.data(), rows, normed.data());
     s.add(normed.data(), rows);
   }
   return s;

@@ -146,11 +146,7 @@ const std::vector<float>& LlamaRunner::forward(std::span<const Segment> batch, L
     last_rows.push_back(static_cast<int64_t>(pos_.size()) - 1);
   }
   const auto T = static_cast<int64_t>(pos_.size());
-  {
-    std::vector<int64_t> pos = std::move(pos_);
-    resize(T);
-    pos_ = std::move(pos);
-  }
+  resize(T);  // pos_ already holds T positions
   int64_t r = 0;
   for (const auto& seg : batch) {
     embed(seg.tokens, x_.data() + r * D);
@@ -226,6 +222,10 @@ void LlamaRunner::forward_layer(int64_t l, float* x, int64_t T, KVCache& cache, 
   const Segment seg{dummy, &cache};
   layer(l, std::span<const Segment>(&seg, 1), {0}, observe ? &observe : nullptr);
   std::copy_n(x_.data(), T * c.hidden_size, x);
+}
+
+void LlamaRunner::final_norm(const float* x, int64_t T, float* out) const {
+  rmsnorm(x, m_.final_norm.data(), out, T, m_.config.hidden_size, static_cast<float>(m_.config.rms_norm_eps));
 }
 
 void LlamaRunner::embed(std::span<const int32_t> tokens, float* x) const {

@@ -89,6 +89,8 @@ class LlamaRunner {
   // alone on the hidden states x [T, hidden] of one sequence at positions 0 .. T-1 (the cache is cleared
   // first), replacing x with the block's output; `observe`, when set, sees every Linear's input.
   void embed(std::span<const int32_t> tokens, float* x) const;
+  // The final RMSNorm of T hidden states (the lm_head's input).
+  void final_norm(const float* x, int64_t T, float* out) const;
   void forward_layer(int64_t l, float* x, int64_t T, KVCache& cache, const LinearObserver& observe = {});
 
  private:
