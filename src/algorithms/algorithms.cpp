@@ -5,6 +5,7 @@
 #include <set>
 
 #include "algorithms/hqq.h"
+#include "algorithms/resume.h"
 #include "algorithms/smoothing.h"
 #include "lowbit/core/progress.h"
 #include "lowbit/quant/quantize.h"
@@ -177,7 +178,7 @@ bool needs_calibration(Algorithm a) {
 
 std::vector<LayerReport> quantize_with_algorithm(LlamaModel& model, const QuantPlan& plan, const AlgorithmOptions& opt,
                                                  const std::vector<std::vector<int32_t>>& windows,
-                                                 const BlockDone& on_block) {
+                                                 const BlockDone& on_block, BlockCheckpoints* checkpoints) {
   const bool calibrated = needs_calibration(opt.algorithm);
   LB_CHECK(!calibrated || !windows.empty(), "{} needs calibration data (--calib FILE)", algorithm_name(opt.algorithm));
   check_plan(model, plan);
@@ -186,12 +187,25 @@ std::vector<LayerReport> quantize_with_algorithm(LlamaModel& model, const QuantP
   const int64_t L = model.config.num_layers;
   std::optional<BlockRunner> runner;
   if (calibrated) runner.emplace(model, windows);
-  Progress progress(fmt::format("{} blocks", algorithm_name(opt.algorithm)), L + 1, opt.progress && stderr_is_terminal());
+  // The embedding rows the windows touched are not needed again until the checkpoint is written.
+  release_mapped_pages(model.embedding);
+  int64_t first = 0;
+  if (checkpoints) {
+    first = checkpoints->finished();
+    LB_CHECK(first <= L, "{}: {} finished blocks, the model has {}", checkpoints->dir().string(), first, L);
+    for (int64_t l = 0; l < first; ++l) checkpoints->restore_block(model, l);
+    all = checkpoints->reports();
+    if (calibrated && first > 0) runner->set_hidden(checkpoints->hidden());
+  }
+  Progress progress(fmt::format("{} blocks", algorithm_name(opt.algorithm)), L + 1 - first,
+                    opt.progress && stderr_is_terminal());
   const StatsSpec spec{.hessian = opt.algorithm == Algorithm::Gptq};
-  for (int64_t l = 0; l < L; ++l) {
-    progress.update(l, fmt::format("block {}", l));
+  for (int64_t l = first; l < L; ++l) {
+    progress.update(l - first, fmt::format("block {}", l));
     std::vector<LayerReport> block;
     const std::vector<Slot> slots = block_slots(model, l);
+    std::vector<LinearPtr> originals;  // to release their mapped pages once the block is done
+    for (const Slot& s : slots) originals.push_back(*s.ptr);
     if (!calibrated) {
       for (const Slot& s : slots) d.quantize(s, nullptr, block);
     } else if (opt.algorithm != Algorithm::Gptq) {
@@ -201,7 +215,6 @@ std::vector<LayerReport> quantize_with_algorithm(LlamaModel& model, const QuantP
           l, {{LinearSite::AttnIn, keep}, {LinearSite::MlpIn, keep}, {LinearSite::MlpDown, keep}});
       d.scale_block(model, l, stats);
       for (const Slot& s : slots) d.quantize(s, nullptr, block);
-      runner->advance(l);
     } else {
       // Sites in data-flow order; with `sequential` each is measured after the ones before it are quantized.
       const LinearSite order[] = {LinearSite::AttnIn, LinearSite::AttnOut, LinearSite::MlpIn, LinearSite::MlpDown};
@@ -216,20 +229,34 @@ std::vector<LayerReport> quantize_with_algorithm(LlamaModel& model, const QuantP
         for (const Slot& s : slots)
           if (s.site == site) d.quantize(s, &stats.at(site), block);
       }
-      runner->advance(l);
+    }
+    for (const LinearPtr& w : originals) release_mapped_pages(*w);
+    originals.clear();
+    if (checkpoints) {
+      // From here on the block runs from its saved file, exactly as it will in a resumed run.
+      checkpoints->save_block(model, l);
+      checkpoints->restore_block(model, l);
+    }
+    if (calibrated) runner->advance(l);
+    if (checkpoints) {
+      checkpoints->commit(l, calibrated ? &runner->hidden() : nullptr, block);
+      for (const Slot& s : slots) release_mapped_pages(**s.ptr);
     }
     if (on_block) on_block(l, block);
     all.insert(all.end(), block.begin(), block.end());
   }
-  progress.update(L, "lm_head");
+  progress.update(L - first, "lm_head");
   std::vector<LayerReport> head;
   const Slot lm{"lm_head", &model.lm_head, LinearSite::AttnIn};
+  const LinearPtr head_before = model.lm_head;
   if (calibrated) {
     const SiteStats s = runner->final_norm_stats(spec);
+    runner.reset();  // the hidden states are not needed any more
     d.quantize(lm, &s, head);
   } else {
     d.quantize(lm, nullptr, head);
   }
+  release_mapped_pages(*head_before);
   if (on_block) on_block(L, head);
   all.insert(all.end(), head.begin(), head.end());
   progress.finish();

@@ -34,16 +34,26 @@ struct AlgorithmOptions {
   bool progress = true;
 };
 
-// Called after each transformer block (and once for lm_head, with block = number of layers).
+class BlockCheckpoints;
+
+// Called after each transformer block (and once for lm_head, with block = number of layers); with
+// checkpoints, once the block is saved. An exception thrown here stops the run (a saved block stays saved).
 using BlockDone = std::function<void(int64_t block, const std::vector<LayerReport>& layers)>;
 
 // Quantizes `model` as `plan` says, with `opt.algorithm`; `windows` are the calibration token windows
 // (calibration_windows) for the algorithms that need them. Layers of a scheme the algorithm does not
 // handle are an error naming the layer. Returns one report per quantized layer (rel_output_error set
 // where the algorithm measures it).
+//
+// One block is worked on at a time: the dense weights of later blocks stay where the checkpoint maps
+// them (untouched, so not resident), and a finished block's dense pages are released. With
+// `checkpoints`, each finished block is saved there and reloaded from it (memory-mapped), the blocks it
+// already holds are restored instead of recomputed, and the calibration resumes from its saved hidden
+// states: the result is bit for bit that of an uninterrupted run.
 std::vector<LayerReport> quantize_with_algorithm(LlamaModel& model, const QuantPlan& plan,
                                                  const AlgorithmOptions& opt,
                                                  const std::vector<std::vector<int32_t>>& windows,
-                                                 const BlockDone& on_block = {});
+                                                 const BlockDone& on_block = {},
+                                                 BlockCheckpoints* checkpoints = nullptr);
 
 }  // namespace lowbit::algorithms

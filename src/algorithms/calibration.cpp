@@ -85,6 +85,14 @@ void BlockRunner::advance(int64_t l) {
   for (auto& x : x_) runner_.forward_layer(l, x.data(), static_cast<int64_t>(windows_[0].size()), cache_);
 }
 
+void BlockRunner::set_hidden(std::vector<std::vector<float>> x) {
+  LB_CHECK(x.size() == x_.size(), "calibration: {} saved windows, {} now", x.size(), x_.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    LB_CHECK(x[i].size() == x_[i].size(), "calibration: saved window {} holds {} values, expected {}", i, x[i].size(),
+             x_[i].size());
+  x_ = std::move(x);
+}
+
 SiteStats BlockRunner::final_norm_stats(const StatsSpec& spec) {
   const int64_t D = m_.config.hidden_size;
   SiteStats s(D, spec, tokens());

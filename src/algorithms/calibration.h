@@ -59,6 +59,10 @@ class BlockRunner {
   void advance(int64_t l);
   // The hidden states after the last block advanced, with the final norm applied: the lm_head's input.
   SiteStats final_norm_stats(const StatsSpec& spec);
+  // The hidden states (one [seqlen x hidden] buffer per window): the input of the next block to advance.
+  // set_hidden() puts back states saved by an earlier run (a resumed run); their shape must match.
+  const std::vector<std::vector<float>>& hidden() const { return x_; }
+  void set_hidden(std::vector<std::vector<float>> x);
 
  private:
   const LlamaModel& m_;

@@ -56,28 +56,33 @@ LoadedModel load_model(const ModelOptions& o) {
   return m;
 }
 
+QuantizationRequest quantization_request(const Tokenizer& tok, const ModelOptions& o) {
+  QuantizationRequest r;
+  r.plan = o.recipe.empty() ? QuantPlan{} : load_recipe(o.recipe);
+  if (!o.quant.empty()) r.plan.default_config = quant::parse_config(o.quant);
+  algorithms::AlgorithmOptions& ao = r.options;
+  ao.algorithm = algorithms::algorithm_from_name(o.algo);
+  ao.act_order = o.act_order;
+  ao.percdamp = o.percdamp;
+  ao.smooth_alpha = o.smooth_alpha;
+  if (algorithms::needs_calibration(ao.algorithm)) {
+    LB_CHECK(!o.calib.empty(), "--algo {} needs calibration text: --calib FILE (never the text you evaluate on)",
+             o.algo);
+    const auto ids = tok.encode(read_text_file(o.calib), true);
+    r.windows = algorithms::calibration_windows(
+        ids, {.samples = o.calib_samples, .seqlen = o.calib_seqlen, .seed = o.calib_seed});
+  }
+  return r;
+}
+
 std::vector<LayerReport> apply_quantization(LlamaModel& model, const Tokenizer& tok, const ModelOptions& o) {
   if (o.quant.empty() && o.recipe.empty()) {
     LB_CHECK(o.algo == "rtn", "--algo {} needs --quant or --recipe", o.algo);
     return {};
   }
-  QuantPlan plan = o.recipe.empty() ? QuantPlan{} : load_recipe(o.recipe);
-  if (!o.quant.empty()) plan.default_config = quant::parse_config(o.quant);
-  algorithms::AlgorithmOptions ao;
-  ao.algorithm = algorithms::algorithm_from_name(o.algo);
-  if (ao.algorithm == algorithms::Algorithm::Rtn) return quantize_(model, plan);
-  ao.act_order = o.act_order;
-  ao.percdamp = o.percdamp;
-  ao.smooth_alpha = o.smooth_alpha;
-  std::vector<std::vector<int32_t>> windows;
-  if (algorithms::needs_calibration(ao.algorithm)) {
-    LB_CHECK(!o.calib.empty(), "--algo {} needs calibration text: --calib FILE (never the text you evaluate on)",
-             o.algo);
-    const auto ids = tok.encode(read_text_file(o.calib), true);
-    windows = algorithms::calibration_windows(
-        ids, {.samples = o.calib_samples, .seqlen = o.calib_seqlen, .seed = o.calib_seed});
-  }
-  return algorithms::quantize_with_algorithm(model, plan, ao, windows);
+  const QuantizationRequest r = quantization_request(tok, o);
+  if (r.options.algorithm == algorithms::Algorithm::Rtn) return quantize_(model, r.plan);
+  return algorithms::quantize_with_algorithm(model, r.plan, r.options, r.windows);
 }
 
 std::string human_bytes(int64_t b) {

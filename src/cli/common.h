@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "algorithms/algorithms.h"
 #include "lowbit/model/llama.h"
 #include "lowbit/model/quantize_model.h"
 #include "lowbit/model/tokenizer.h"
@@ -40,6 +41,14 @@ struct LoadedModel {
 };
 
 LoadedModel load_model(const ModelOptions& o);
+
+// What --quant/--recipe/--algo/--calib ask for, ready for quantize_with_algorithm.
+struct QuantizationRequest {
+  QuantPlan plan;
+  algorithms::AlgorithmOptions options;
+  std::vector<std::vector<int32_t>> windows;  // calibration windows (calibrated algorithms)
+};
+QuantizationRequest quantization_request(const Tokenizer& tok, const ModelOptions& o);
 
 // Applies --quant/--recipe with --algo to a loaded model (nothing when neither is given); returns the
 // per-layer reports.
