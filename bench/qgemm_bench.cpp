@@ -18,7 +18,7 @@ enum Kind { kU8Blocks, kU8Tokens, kU4Blocks };
 void BM_Qgemm(benchmark::State& state) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
   const auto kind = static_cast<Kind>(state.range(3));
-  const int64_t wbytes = kind == kU4Blocks ? N * K / 2 : N * K;
+  const int64_t wbytes = kind == kU4Blocks ? N * u4_window_padded(K) / 2 : N * K;
   const int64_t count = (M == 1 && !std::getenv("LOWBIT_BENCH_CACHED")) ? std::max<int64_t>(2, (int64_t{768} << 20) / wbytes) : 1;
   std::mt19937 rng(1);
   std::vector<std::vector<uint8_t>> ws(count, std::vector<uint8_t>(wbytes));
@@ -31,6 +31,8 @@ void BM_Qgemm(benchmark::State& state) {
   Q8Acts a;
   if (kind == kU8Tokens)
     quantize_q8_tokens(x.data(), M, K, false, K, a);
+  else if (kind == kU4Blocks)
+    quantize_q8_windows(x.data(), M, K, a);
   else
     quantize_q8_blocks(x.data(), M, K, a);
   const int64_t chunk = row_chunk(N, M), chunks = (N + chunk - 1) / chunk;
@@ -58,6 +60,9 @@ BENCHMARK(BM_Qgemm)
     ->Args({128, 5632, 2048, kU8Blocks})
     ->Args({128, 5632, 2048, kU8Tokens})
     ->Args({128, 5632, 2048, kU4Blocks})
+    // L2-resident weights (with LOWBIT_BENCH_CACHED=1): the kernels' compute rate alone
+    ->Args({1, 256, 2048, kU8Blocks})
+    ->Args({1, 256, 2048, kU4Blocks})
     ->UseRealTime();
 
 }  // namespace

@@ -52,12 +52,14 @@ TEST(IntegerKernels, VnniMatchesScalarOnOddShapes) {
   for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 64}, {2, 13, 128}, {3, 5, 192}, {4, 9, 256},
                          {5, 17, 64}, {9, 3, 384}, {17, 11, 512}, {1, 6, 1280}}) {
     const auto x = randn(M * K, 1);
-    std::vector<uint8_t> u8(N * K), u4(N * K / 2);
+    std::vector<uint8_t> u8(N * K), u4(N * K / 2), u4w(N * u4_window_padded(K) / 2);
     for (auto& v : u8) v = static_cast<uint8_t>(rng());
     for (auto& v : u4) v = static_cast<uint8_t>(rng());
+    for (auto& v : u4w) v = static_cast<uint8_t>(rng());  // padding too: it meets zero activations
     const auto ws = randn(N, 2, 0.01f);
-    Q8Acts blocks, tok_sym, tok_asym;
+    Q8Acts blocks, windows, tok_sym, tok_asym;
     quantize_q8_blocks(x.data(), M, K, blocks);
+    quantize_q8_windows(x.data(), M, K, windows);
     compare_paths(M, N, [&](float* y, int64_t ldy, int64_t n0, int64_t n1) {
       qgemm_u8_blocks(blocks, u8.data(), ws.data(), y, ldy, n0, n1);
     });
@@ -72,7 +74,7 @@ TEST(IntegerKernels, VnniMatchesScalarOnOddShapes) {
     compare_paths(M, N, [&](float* y, int64_t ldy, int64_t n0, int64_t n1) {
       qgemm_u8_tokens(tok_sym, u8.data(), ws.data(), y, ldy, n0, n1);
     });
-    for (int64_t G : {32, 64, 128}) {
+    for (int64_t G : {32, 64, 128, 256}) {
       if (K % G) continue;
       std::vector<uint16_t> s(N * K / G), z(N * K / G);
       const auto sf = randn(s.size(), 3, 0.01f), zf = randn(z.size(), 4, 0.05f);
@@ -81,7 +83,7 @@ TEST(IntegerKernels, VnniMatchesScalarOnOddShapes) {
         z[i] = f32_to_bf16(zf[i]);
       }
       compare_paths(M, N, [&](float* y, int64_t ldy, int64_t n0, int64_t n1) {
-        qgemm_u4_blocks(blocks, u4.data(), s.data(), z.data(), G, y, ldy, n0, n1);
+        qgemm_u4_blocks(windows, u4w.data(), s.data(), z.data(), G, y, ldy, n0, n1);
       });
       const auto gs = randn(N * K / G, 5, 0.02f), cs = randn(N, 6, 1.0f);
       std::vector<float> wsum(N);
@@ -128,6 +130,27 @@ TEST(IntegerKernels, ScalarKernelsComputeTheDequantizedProduct) {
       }
       EXPECT_NEAR(y[m * N + n], want, 1e-4 * (1 + std::fabs(want)));
     }
+}
+
+// The window order is a permutation: codes and activations land where the kernels read them.
+TEST(IntegerKernels, WindowOrderIsAPermutation) {
+  for (int64_t K : {64, 512, 1088}) {
+    const int64_t Kp = u4_window_padded(K);
+    std::vector<int> seen(Kp, 0);
+    for (int64_t k = 0; k < K; ++k) ++seen[u4_window_x_pos(k)];
+    for (int64_t p = 0; p < Kp; ++p) ASSERT_LE(seen[p], 1);
+    std::vector<uint8_t> q(K), packed(Kp / 2);
+    for (int64_t k = 0; k < K; ++k) q[k] = static_cast<uint8_t>((k * 7 + K) % 16);
+    pack_u4_windows(q.data(), K, packed.data());
+    for (int64_t k = 0; k < K; ++k) ASSERT_EQ(u4_window_code(packed.data(), k), q[k]) << k;
+    const auto x = randn(2 * K, 13);
+    Q8Acts plain, win;
+    quantize_q8_blocks(x.data(), 2, K, plain);
+    quantize_q8_windows(x.data(), 2, K, win);
+    ASSERT_EQ(win.ldq, Kp);
+    for (int64_t m = 0; m < 2; ++m)
+      for (int64_t k = 0; k < K; ++k) ASSERT_EQ(win.q[m * Kp + u4_window_x_pos(k)], plain.q[m * K + k]);
+  }
 }
 
 // Token quantization reproduces torchao's choose_qparams / quantize_affine bit for bit on fp32 input.

@@ -56,6 +56,8 @@ void quantize_q8_blocks(const float* x, int64_t M, int64_t K, Q8Acts& a, int64_t
   a.dexp.resize(static_cast<size_t>(M * (K / 64) * 16));
   a.dsum.resize(static_cast<size_t>(M * nb));
   a.group = block;
+  a.windowed = false;
+  a.ldq = K;
 #pragma omp parallel for schedule(static) if (M * K > 65536)
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t b = 0; b < nb; ++b) {
@@ -82,10 +84,32 @@ void quantize_q8_blocks(const float* x, int64_t M, int64_t K, Q8Acts& a, int64_t
   }
 }
 
+void pack_u4_windows(const uint8_t* q, int64_t K, uint8_t* out) {
+  std::memset(out, 0, static_cast<size_t>(u4_window_padded(K) / 2));
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t l = (k % 512) / 32;
+    uint8_t& byte = out[(k / 512) * 256 + ((k % 32) / 4) * 32 + (l % 8) * 4 + k % 4];
+    byte = static_cast<uint8_t>(byte | (l < 8 ? q[k] : q[k] << 4));
+  }
+}
+
+void quantize_q8_windows(const float* x, int64_t M, int64_t K, Q8Acts& a) {
+  quantize_q8_blocks(x, M, K, a, 32);
+  const int64_t Kp = u4_window_padded(K);
+  std::vector<int8_t> q(static_cast<size_t>(M * Kp), 0);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) q[m * Kp + u4_window_x_pos(k)] = a.q[m * K + k];
+  a.q.swap(q);
+  a.windowed = true;
+  a.ldq = Kp;
+}
+
 void quantize_q8_tokens(const float* x, int64_t M, int64_t K, bool asym, int64_t group, Q8Acts& a) {
   LB_CHECK(group > 0 && K % group == 0, "token activations: group {} does not divide K {}", group, K);
   a.M = M;
   a.K = K;
+  a.windowed = false;
+  a.ldq = K;
   a.group = group;
   a.q.resize(static_cast<size_t>(M * K));
   a.scale.resize(static_cast<size_t>(M));
@@ -157,14 +181,14 @@ void scalar_u8_tokens(const Q8Acts& a, const uint8_t* w, const float* ws, float*
 
 void scalar_u4_blocks(const Q8Acts& a, const uint8_t* w, const uint16_t* s, const uint16_t* z, int64_t G, float* y,
                       int64_t ldy, int64_t n0, int64_t n1) {
-  const int64_t K = a.K, nb = K / 32, ng = K / G;
+  const int64_t K = a.K, nb = K / 32, ng = K / G, ldq = a.ldq;
   for (int64_t m = 0; m < a.M; ++m)
     for (int64_t n = n0; n < n1; ++n) {
-      const uint8_t* row = w + n * K / 2;
+      const uint8_t* row = w + n * ldq / 2;
       float f = 0.0f;
       for (int64_t b = 0; b < nb; ++b) {
         int32_t p = 0;
-        for (int64_t k = b * 32; k < b * 32 + 32; ++k) p += unpack_u4(row, k) * a.q[m * K + k];
+        for (int64_t k = b * 32; k < b * 32 + 32; ++k) p += u4_window_code(row, k) * a.q[m * ldq + u4_window_x_pos(k)];
         const int64_t g = b * 32 / G;
         f += static_cast<float>(p) * a.d[m * nb + b] * bf16_to_f32(s[n * ng + g]);
       }
@@ -201,23 +225,27 @@ void scalar_group_tokens(const Q8Acts& a, const GroupWeights& gw, float* y, int6
 }  // namespace
 
 void qgemm_u8_blocks(const Q8Acts& a, const uint8_t* w, const float* ws, float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  LB_CHECK(!a.windowed, "window-ordered activations are for the int4 kernels only");
   if (vnni_kernels_active()) return vnni::qgemm_u8_blocks(a, w, ws, y, ldy, n0, n1);
   scalar_u8_blocks(a, w, ws, y, ldy, n0, n1);
 }
 
 void qgemm_u8_tokens(const Q8Acts& a, const uint8_t* w, const float* ws, float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  LB_CHECK(!a.windowed, "window-ordered activations are for the int4 kernels only");
   if (vnni_kernels_active()) return vnni::qgemm_u8_tokens(a, w, ws, y, ldy, n0, n1);
   scalar_u8_tokens(a, w, ws, y, ldy, n0, n1);
 }
 
 void qgemm_u4_blocks(const Q8Acts& a, const uint8_t* w, const uint16_t* s, const uint16_t* z, int64_t G, float* y,
                      int64_t ldy, int64_t n0, int64_t n1) {
-  LB_CHECK(a.group == 32, "int4 kernels take activations in blocks of 32");
+  LB_CHECK(a.group == 32 && a.windowed, "int4 kernels take window-ordered activations in blocks of 32");
+  LB_CHECK(G >= 32 && G <= 256 && (G & (G - 1)) == 0, "int4 kernels: group size {} not in 32 .. 256", G);
   if (vnni_kernels_active()) return vnni::qgemm_u4_blocks(a, w, s, z, G, y, ldy, n0, n1);
   scalar_u4_blocks(a, w, s, z, G, y, ldy, n0, n1);
 }
 
 void qgemm_group_tokens(const Q8Acts& a, const GroupWeights& w, float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  LB_CHECK(!a.windowed, "window-ordered activations are for the int4 kernels only");
   if (vnni_kernels_active()) return vnni::qgemm_group_tokens(a, w, y, ldy, n0, n1);
   scalar_group_tokens(a, w, y, ldy, n0, n1);
 }

@@ -3,7 +3,8 @@
 //
 // Weights are stored offset to unsigned (w + 128 for int8, q in 0..15 for int4), so
 // Σ w·x = Σ u·x − offset·Σ x, and Σ x per block is computed once with the activations.
-// int4 codes are packed in 64-weight chunks: byte j holds weight j (low nibble) and j + 32 (high).
+// int4 codes come in two orders: 64-weight chunks (byte j holds weight j in its low nibble and j + 32 in
+// its high nibble; the a8wx/w4a8 kernels) and 512-weight windows (the int4wo kernels, below).
 #pragma once
 
 #include <cstdint>
@@ -24,11 +25,36 @@ struct Q8Acts {
   std::vector<int32_t> zero;  // [M] (0 when symmetric)
   std::vector<int32_t> gsum;  // [M, K/group]: Σ q per weight group
   int64_t group = 0;
+  // Window order (quantize_q8_windows): q is [M, ldq] with each row permuted as u4_window_x_pos says.
+  bool windowed = false;
+  int64_t ldq = 0;
 };
+
+// int4 window order. A row of K weights is cut into windows of 512 (the last one padded with code 0);
+// a window is 8 vectors of 32 bytes, and vector v's byte j holds, in its low nibble, weight
+// 32·(j/4) + 4v + j%4 of the window and, in its high nibble, weight 32·(8 + j/4) + 4v + j%4. Read as 64
+// bytes (32 low nibbles, then the same 32 bytes' high nibbles), int32 lane l of a vpdpbusd covers four
+// weights of 32-block l, so a window's eight products accumulate each block in its own lane with no float
+// work until the window ends. The activations are permuted to match (byte 4l + b of vector v = weight
+// 32l + 4v + b) and zero-padded.
+constexpr int64_t kU4Window = 512;
+inline int64_t u4_window_padded(int64_t K) { return (K + kU4Window - 1) / kU4Window * kU4Window; }
+inline int64_t u4_window_x_pos(int64_t k) {
+  return (k / 512) * 512 + ((k % 32) / 4) * 64 + ((k % 512) / 32) * 4 + k % 4;
+}
+inline int u4_window_code(const uint8_t* row, int64_t k) {
+  const int64_t l = (k % 512) / 32;
+  const uint8_t byte = row[(k / 512) * 256 + ((k % 32) / 4) * 32 + (l % 8) * 4 + k % 4];
+  return l < 8 ? (byte & 0xf) : (byte >> 4);
+}
+// Codes q[K] in 0..15 of one row into u4_window_padded(K) / 2 bytes.
+void pack_u4_windows(const uint8_t* q, int64_t K, uint8_t* out);
 
 // Symmetric int8 per block of 32 (like llama.cpp's Q8_0) or 256 (its Q8_K): d = amax/127, q = round(x / d).
 // K % 64 == 0 and K % block == 0. The int4 kernels take blocks of 32; int8 weights either.
 void quantize_q8_blocks(const float* x, int64_t M, int64_t K, Q8Acts& out, int64_t block = 32);
+// Blocks of 32 in window order, for the int4 weights.
+void quantize_q8_windows(const float* x, int64_t M, int64_t K, Q8Acts& out);
 // torchao's per-token activations: symmetric in [-127, 127] with scale max(amax/127, 1e-5) and
 // q = round(x * (1/scale)); or asymmetric in [-128, 127] (scale (max⁺ − min⁻)/255 ≥ fp32 eps, integer zero).
 // Group sums are kept for weights grouped by `group` (K itself for per-channel weights).
@@ -41,8 +67,8 @@ void qgemm_u8_blocks(const Q8Acts& a, const uint8_t* w, const float* wscale, flo
 // int8 weights per channel with token activations: int8dq. Exact int32 sums.
 void qgemm_u8_tokens(const Q8Acts& a, const uint8_t* w, const float* wscale, float* y, int64_t ldy, int64_t n0,
                      int64_t n1);
-// int4 weights (codes 0..15 meaning (q − 8)·s + z) per group of G with bf16 scale and zero: int4wo, block
-// activations.
+// int4 weights (codes 0..15 meaning (q − 8)·s + z) in window order, rows of u4_window_padded(K) / 2
+// bytes, per group of G (32 .. 256) with bf16 scale and zero: int4wo, window-ordered block activations.
 void qgemm_u4_blocks(const Q8Acts& a, const uint8_t* w, const uint16_t* scale_bf16, const uint16_t* zero_bf16,
                      int64_t G, float* y, int64_t ldy, int64_t n0, int64_t n1);
 

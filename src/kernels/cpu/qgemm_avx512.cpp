@@ -13,7 +13,7 @@
 namespace lowbit::kernels::cpu::vnni {
 namespace {
 
-enum class Mode { U8Blocks, U4Blocks, U8Tokens, GroupTokens };
+enum class Mode { U8Blocks, U8Tokens, GroupTokens };
 
 // Decode streams weights once: prefetch this far ahead of the chunk being multiplied.
 // Software prefetch distance in bytes ahead of the weight stream (8 KiB measured best on AVX-512 hosts).
@@ -96,8 +96,6 @@ struct Args {
   const uint8_t* w;
   int64_t w_row_bytes;
   const float* wscale;        // per channel (U8 modes)
-  const uint16_t* s16;        // per group bf16 scale (U4Blocks)
-  const uint16_t* z16;        // per group bf16 zero (U4Blocks)
   const GroupWeights* gw;     // GroupTokens
   int64_t G;
   float* y;
@@ -115,22 +113,6 @@ float finish(const Args& A, int64_t m, int64_t n, float fsum, int32_t isum) {
     return A.wscale[n] * (fsum - 128.0f * A.act_row[m]);
   } else if constexpr (MD == Mode::U8Tokens) {
     return static_cast<float>(isum - 128 * a.gsum[m]) * a.scale[m] * A.wscale[n];
-  } else if constexpr (MD == Mode::U4Blocks) {
-    // + Σ_g (zero − 8·scale)·(Σ of the group's d·Σq)
-    const uint16_t* s = A.s16 + n * ng;
-    const uint16_t* z = A.z16 + n * ng;
-    const float* ag = A.act_group + m * ng;
-    __m512 acc = _mm512_setzero_ps();
-    int64_t g = 0;
-    for (; g + 16 <= ng; g += 16) {
-      const __m512 sf = load_window_bf16(s + g, 16), zf = load_window_bf16(z + g, 16);
-      acc = _mm512_fmadd_ps(_mm512_fnmadd_ps(_mm512_set1_ps(8.0f), sf, zf), _mm512_loadu_ps(ag + g), acc);
-    }
-    if (g < ng) {
-      const __m512 sf = load_window_bf16(s + g, ng - g), zf = load_window_bf16(z + g, ng - g);
-      acc = _mm512_fmadd_ps(_mm512_fnmadd_ps(_mm512_set1_ps(8.0f), sf, zf), load_window_f32(ag + g, ng - g), acc);
-    }
-    return fsum + hsum(acc);
   } else {
     const GroupWeights& gw = *A.gw;
     const float* gs = gw.gscale + n * ng;
@@ -148,7 +130,7 @@ float finish(const Args& A, int64_t m, int64_t n, float fsum, int32_t isum) {
 template <Mode MD, int Bits>
 void dot_row(const Args& A, int64_t m, int64_t n, float& fsum, int32_t& isum) {
   const Q8Acts& a = *A.a;
-  const int64_t K = a.K, chunks = K / 64, nb = K / 32;
+  const int64_t K = a.K, chunks = K / 64;
   const int8_t* xq = a.q.data() + m * K;
   const uint8_t* w = A.w + n * A.w_row_bytes;
   constexpr int64_t kChunkBytes = Bits * 8;
@@ -200,42 +182,6 @@ void dot_row(const Args& A, int64_t m, int64_t n, float& fsum, int32_t& isum) {
       f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_loadu_ps(dexp + c * 16), f0);
     }
     fsum = hsum(_mm512_add_ps(f0, f1));
-  } else if constexpr (MD == Mode::U4Blocks) {
-    // Per 8-chunk window (16 blocks): weight scale x activation scale in one multiply; each chunk takes
-    // its two blocks' products with one permute.
-    const int64_t ng = K / A.G;
-    const int block_shift = __builtin_ctzll(static_cast<uint64_t>(A.G / 32));
-    const uint16_t* s = A.s16 + n * ng;
-    const float* d = a.d.data() + m * nb;
-    const __m512i zero = _mm512_setzero_si512();
-    __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps();
-    for (int64_t c0 = 0; c0 < chunks; c0 += 8) {
-      const int64_t b0 = 2 * c0, g0 = b0 >> block_shift;
-      __m512 sw = load_window_bf16(s + g0, ng - g0);
-      if (block_shift) sw = _mm512_permutexvar_ps(_mm512_load_si512(kWindows.b2g[block_shift]), sw);
-      const __m512 prod = _mm512_mul_ps(sw, load_window_f32(d + b0, nb - b0));
-      const __m512 prod16 = _mm512_mul_ps(prod, _mm512_set1_ps(1.0f / 16));
-      const int64_t len = std::min<int64_t>(8, chunks - c0);
-      auto one = [&](int p, __m512& f) {
-        const int64_t c = c0 + p;
-        const __m512i pv = _mm512_dpbusd_epi32(zero, load_u4(w + c * 32), _mm512_loadu_si512(xq + c * 64));
-        f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pv), spread_u4(_mm512_load_si512(kWindows.g32h[p]), prod, prod16), f);
-      };
-      if (len == 8) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + c0 * 32 + kPrefetch), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w + c0 * 32 + 64 + kPrefetch), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w + c0 * 32 + 128 + kPrefetch), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w + c0 * 32 + 192 + kPrefetch), _MM_HINT_T0);
-#pragma GCC unroll 8
-        for (int p = 0; p < 8; p += 2) {
-          one(p, f0);
-          one(p + 1, f1);
-        }
-      } else {
-        for (int p = 0; p < len; ++p) one(p, f0);
-      }
-    }
-    fsum = hsum(_mm512_add_ps(f0, f1));
   }
   (void)kChunkBytes;
 }
@@ -257,45 +203,26 @@ void tile(const Args& A, int64_t m0, int64_t n0) {
   const uint8_t* wr[NR];
   for (int j = 0; j < NR; ++j) wr[j] = A.w + (n0 + j) * A.w_row_bytes;
   const int64_t ng = K / A.G;
-  constexpr bool kGrouped = MD == Mode::U4Blocks || MD == Mode::GroupTokens;
+  constexpr bool kGrouped = MD == Mode::GroupTokens;
   // Chunks per 16-scale window (a power of two) and, for G >= 64, log2 of the chunks per group: shifts
   // and masks only in the loop.
   const int64_t window_mask = (A.G == 32 ? 8 : 16 * A.G / 64) - 1;
   const int group_shift = A.G == 32 ? 0 : __builtin_ctzll(static_cast<uint64_t>(A.G / 64));
   __m512 win[NR], win16[NR];  // win16 = win / 16 for the upper lanes of 4-bit products (see load_u4)
-  // Decode of int4 (one weight row): per 16-block window, weight scale times activation scale for every
-  // block in one multiply; each chunk then takes its two blocks' products with one permute.
-  constexpr bool kProd = MD == Mode::U4Blocks && NR == 1;
-  __m512 prod[MR], prod16[MR];
-  const int64_t nb = K / 32;
-  const int block_shift = __builtin_ctzll(static_cast<uint64_t>(A.G / 32));
   auto step = [&]<int u>(int64_t c) {
     __m512i wv[NR];
     __m512 sv[NR];
-    if constexpr (kProd) {
-      if ((c & 7) == 0) {
-        const int64_t b0 = 2 * c, g0 = b0 >> block_shift;
-        __m512 sw = load_window_bf16(A.s16 + n0 * ng + g0, ng - g0);
-        if (block_shift) sw = _mm512_permutexvar_ps(_mm512_load_si512(kWindows.b2g[block_shift]), sw);
-        for (int i = 0; i < MR; ++i) {
-          prod[i] = _mm512_mul_ps(sw, load_window_f32(a.d.data() + (m0 + i) * nb + b0, nb - b0));
-          prod16[i] = _mm512_mul_ps(prod[i], _mm512_set1_ps(1.0f / 16));
-        }
-      }
-    } else if constexpr (kGrouped) {
+    if constexpr (kGrouped) {
       if ((c & window_mask) == 0) {
         const int64_t g0 = (c * 64) / A.G;
         for (int j = 0; j < NR; ++j) {
-          if constexpr (MD == Mode::U4Blocks) win[j] = load_window_bf16(A.s16 + (n0 + j) * ng + g0, ng - g0);
-          else win[j] = load_window_f32(A.gw->gscale + (n0 + j) * ng + g0, ng - g0);
+          win[j] = load_window_f32(A.gw->gscale + (n0 + j) * ng + g0, ng - g0);
           if constexpr (Bits == 4) win16[j] = _mm512_mul_ps(win[j], _mm512_set1_ps(1.0f / 16));
         }
       }
     }
     __m512i idx = _mm512_setzero_si512();
-    if constexpr (kProd)
-      idx = _mm512_load_si512(kWindows.g32h[c & 7]);
-    else if constexpr (kGrouped && Bits == 4)
+    if constexpr (kGrouped && Bits == 4)
       idx = _mm512_load_si512(A.G == 32 ? kWindows.g32h[c & 7] : kWindows.g64h[(c >> group_shift) & 15]);
     else if constexpr (kGrouped)
       idx = _mm512_load_si512(A.G == 32 ? kWindows.g32[c & 7] : kWindows.g64[(c >> group_shift) & 15]);
@@ -303,8 +230,8 @@ void tile(const Args& A, int64_t m0, int64_t n0) {
     for (int j = 0; j < NR; ++j) {
       if constexpr (MR == 1) _mm_prefetch(reinterpret_cast<const char*>(wr[j] + c * (Bits * 8) + kPrefetch), _MM_HINT_T0);
       wv[j] = load_w<Bits>(wr[j], c);
-      if constexpr (kGrouped && !kProd && Bits == 4) sv[j] = spread_u4(idx, win[j], win16[j]);
-      else if constexpr (kGrouped && !kProd) sv[j] = _mm512_permutexvar_ps(idx, win[j]);
+      if constexpr (kGrouped && Bits == 4) sv[j] = spread_u4(idx, win[j], win16[j]);
+      else if constexpr (kGrouped) sv[j] = _mm512_permutexvar_ps(idx, win[j]);
     }
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) {
@@ -314,18 +241,11 @@ void tile(const Args& A, int64_t m0, int64_t n0) {
         for (int j = 0; j < NR; ++j) iacc[u][i][j] = _mm512_dpbusd_epi32(iacc[u][i][j], wv[j], xv);
       } else {
         __m512 dv = _mm512_setzero_ps();
-        if constexpr (kProd)
-          dv = spread_u4(idx, prod[i], prod16[i]);
-        else if constexpr (MD == Mode::U8Blocks || MD == Mode::U4Blocks)
-          dv = _mm512_loadu_ps(a.dexp.data() + ((m0 + i) * chunks + c) * 16);
+        if constexpr (MD == Mode::U8Blocks) dv = _mm512_loadu_ps(a.dexp.data() + ((m0 + i) * chunks + c) * 16);
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) {
           const __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[j], xv));
           if constexpr (MD == Mode::U8Blocks) facc[u][i][j] = _mm512_fmadd_ps(p, dv, facc[u][i][j]);
-          if constexpr (kProd)
-            facc[u][i][j] = _mm512_fmadd_ps(p, dv, facc[u][i][j]);
-          else if constexpr (MD == Mode::U4Blocks)
-            facc[u][i][j] = _mm512_fmadd_ps(_mm512_mul_ps(p, sv[j]), dv, facc[u][i][j]);
           if constexpr (MD == Mode::GroupTokens) facc[u][i][j] = _mm512_fmadd_ps(p, sv[j], facc[u][i][j]);
         }
       }
@@ -399,28 +319,161 @@ const float* group_sums_blocks(const Q8Acts& a, int64_t G) {
   return buf.data();
 }
 
+// ---------------------------------------------------------------- int4 in window order (qgemm.h)
+
+struct U4Args {
+  const Q8Acts* a;
+  const uint8_t* w;     // rows of a->ldq / 2 bytes
+  const uint16_t* s16;  // bf16 scale [N, K/G]
+  const uint16_t* z16;  // bf16 zero [N, K/G]
+  int64_t G;
+  int shift;            // log2(G / 32): blocks per group
+  float* y;
+  int64_t ldy;
+  const float* act_group;  // [M, K/G]: Σ d·Σq per group
+};
+
+// The weight scale of each lane's block in window wi of row n, lanes 8-15 divided by 16 (load_u4 leaves
+// their codes 16x too large).
+__m512 u4_window_scale(const U4Args& A, int64_t n, int64_t wi) {
+  const int64_t ng = A.a->K / A.G, g0 = (wi * 16) >> A.shift;
+  __m512 sw = load_window_bf16(A.s16 + n * ng + g0, ng - g0);
+  if (A.shift) sw = _mm512_permutexvar_ps(_mm512_load_si512(kWindows.b2g[A.shift]), sw);
+  return _mm512_mul_ps(sw, _mm512_insertf32x8(_mm512_set1_ps(1.0f), _mm256_set1_ps(1.0f / 16), 1));
+}
+
+__m512 u4_window_d(const Q8Acts& a, int64_t m, int64_t wi) {
+  const int64_t nb = a.K / 32;
+  return load_window_f32(a.d.data() + m * nb + wi * 16, nb - wi * 16);
+}
+
+// + Σ_g (zero − 8·scale)·(the group's Σ d·Σq)
+float u4_finish(const U4Args& A, int64_t m, int64_t n, float fsum) {
+  const int64_t ng = A.a->K / A.G;
+  const uint16_t* s = A.s16 + n * ng;
+  const uint16_t* z = A.z16 + n * ng;
+  const float* ag = A.act_group + m * ng;
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t g = 0; g < ng; g += 16) {
+    const __m512 sf = load_window_bf16(s + g, ng - g), zf = load_window_bf16(z + g, ng - g);
+    acc = _mm512_fmadd_ps(_mm512_fnmadd_ps(_mm512_set1_ps(8.0f), sf, zf), load_window_f32(ag + g, ng - g), acc);
+  }
+  return fsum + hsum(acc);
+}
+
+// Decode: one weight row against activation row 0; a window's eight products in two int32 chains, one
+// convert and one multiply-add per window, windows taken in pairs so the float sums alternate.
+float u4_dot(const U4Args& A, int64_t n) {
+  const Q8Acts& a = *A.a;
+  const int64_t windows = a.ldq / kU4Window;
+  const int8_t* xq = a.q.data();
+  const uint8_t* w = A.w + n * (a.ldq / 2);
+  const __m512i zero = _mm512_setzero_si512();
+  auto window = [&](int64_t wi, __m512& f) {
+    const uint8_t* wp = w + wi * 256;
+    const int8_t* xp = xq + wi * 512;
+    for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(wp + l * 64 + kPrefetch), _MM_HINT_T0);
+    __m512i i0 = _mm512_dpbusd_epi32(zero, load_u4(wp), _mm512_loadu_si512(xp));
+    __m512i i1 = _mm512_dpbusd_epi32(zero, load_u4(wp + 32), _mm512_loadu_si512(xp + 64));
+#pragma GCC unroll 8
+    for (int v = 2; v < 8; v += 2) {
+      i0 = _mm512_dpbusd_epi32(i0, load_u4(wp + 32 * v), _mm512_loadu_si512(xp + 64 * v));
+      i1 = _mm512_dpbusd_epi32(i1, load_u4(wp + 32 * v + 32), _mm512_loadu_si512(xp + 64 * v + 64));
+    }
+    const __m512 sc = _mm512_mul_ps(u4_window_scale(A, n, wi), u4_window_d(a, 0, wi));
+    f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), sc, f);
+  };
+  __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps();
+  int64_t wi = 0;
+  for (; wi + 2 <= windows; wi += 2) {
+    window(wi, f0);
+    window(wi + 1, f1);
+  }
+  if (wi < windows) window(wi, f0);
+  return hsum(_mm512_add_ps(f0, f1));
+}
+
+// MR activation rows x NR weight rows: each window's products stay in int32 (MR·NR accumulators), then one
+// convert and multiply-add per pair.
+template <int MR, int NR>
+void u4_tile(const U4Args& A, int64_t m0, int64_t n0) {
+  const Q8Acts& a = *A.a;
+  const int64_t windows = a.ldq / kU4Window;
+  __m512 facc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) facc[i][j] = _mm512_setzero_ps();
+  for (int64_t wi = 0; wi < windows; ++wi) {
+    __m512i iacc[MR][NR];
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) iacc[i][j] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; ++v) {
+      __m512i wv[NR];
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) wv[j] = load_u4(A.w + (n0 + j) * (a.ldq / 2) + wi * 256 + v * 32);
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+        const __m512i xv = _mm512_loadu_si512(a.q.data() + (m0 + i) * a.ldq + wi * 512 + v * 64);
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) iacc[i][j] = _mm512_dpbusd_epi32(iacc[i][j], wv[j], xv);
+      }
+    }
+    __m512 ws[NR];
+    for (int j = 0; j < NR; ++j) ws[j] = u4_window_scale(A, n0 + j, wi);
+    for (int i = 0; i < MR; ++i) {
+      const __m512 dv = u4_window_d(a, m0 + i, wi);
+      for (int j = 0; j < NR; ++j)
+        facc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[i][j]), _mm512_mul_ps(ws[j], dv), facc[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) A.y[(m0 + i) * A.ldy + n0 + j] = u4_finish(A, m0 + i, n0 + j, hsum(facc[i][j]));
+}
+
 }  // namespace
 
 void qgemm_u8_blocks(const Q8Acts& a, const uint8_t* w, const float* ws, float* y, int64_t ldy, int64_t n0, int64_t n1) {
   const float* rows = group_sums_blocks(a, a.K);  // one group: the whole row
-  run<Mode::U8Blocks, 8>({&a, w, a.K, ws, nullptr, nullptr, nullptr, a.K, y, ldy, nullptr, rows}, n0, n1);
+  run<Mode::U8Blocks, 8>({&a, w, a.K, ws, nullptr, a.K, y, ldy, nullptr, rows}, n0, n1);
 }
 
 void qgemm_u8_tokens(const Q8Acts& a, const uint8_t* w, const float* ws, float* y, int64_t ldy, int64_t n0, int64_t n1) {
-  run<Mode::U8Tokens, 8>({&a, w, a.K, ws, nullptr, nullptr, nullptr, a.K, y, ldy, nullptr, nullptr}, n0, n1);
+  run<Mode::U8Tokens, 8>({&a, w, a.K, ws, nullptr, a.K, y, ldy, nullptr, nullptr}, n0, n1);
 }
 
 void qgemm_u4_blocks(const Q8Acts& a, const uint8_t* w, const uint16_t* s, const uint16_t* z, int64_t G, float* y,
                      int64_t ldy, int64_t n0, int64_t n1) {
-  const float* groups = group_sums_blocks(a, G);
-  run<Mode::U4Blocks, 4>({&a, w, a.K / 2, nullptr, s, z, nullptr, G, y, ldy, groups, nullptr}, n0, n1);
+  const U4Args A{&a, w, s, z, G, __builtin_ctzll(static_cast<uint64_t>(G / 32)), y, ldy, group_sums_blocks(a, G)};
+  const int64_t M = a.M;
+  if (M == 1) {
+    for (int64_t n = n0; n < n1; ++n) y[n] = u4_finish(A, 0, n, u4_dot(A, n));
+    return;
+  }
+  // Batched decode: every weight row against all activation rows (one weight stream); prefill: 4 x 4 tiles.
+  const int NR = M < 4 ? 1 : 4;
+  for (int64_t n = n0; n < n1; n += NR) {
+    const int nr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
+    for (int64_t m = 0; m < M; m += 4) {
+      const int mr = static_cast<int>(std::min<int64_t>(4, M - m));
+#define LB_Q(MR_, NR_) \
+  case (MR_) * 8 + (NR_): u4_tile<MR_, NR_>(A, m, n); break;
+      switch (mr * 8 + nr) {
+        LB_Q(1, 1) LB_Q(1, 2) LB_Q(1, 3) LB_Q(1, 4)
+        LB_Q(2, 1) LB_Q(2, 2) LB_Q(2, 3) LB_Q(2, 4)
+        LB_Q(3, 1) LB_Q(3, 2) LB_Q(3, 3) LB_Q(3, 4)
+        LB_Q(4, 1) LB_Q(4, 2) LB_Q(4, 3) LB_Q(4, 4)
+        default: break;
+      }
+#undef LB_Q
+    }
+  }
 }
 
 void qgemm_group_tokens(const Q8Acts& a, const GroupWeights& gw, float* y, int64_t ldy, int64_t n0, int64_t n1) {
   thread_local std::vector<float> gsum;
   gsum.resize(a.gsum.size());
   for (size_t i = 0; i < gsum.size(); ++i) gsum[i] = static_cast<float>(a.gsum[i]);
-  const Args A{&a, gw.w, gw.bits == 8 ? a.K : a.K / 2, nullptr, nullptr, nullptr, &gw, gw.G, y, ldy, gsum.data(),
+  const Args A{&a, gw.w, gw.bits == 8 ? a.K : a.K / 2, nullptr, &gw, gw.G, y, ldy, gsum.data(),
                nullptr};
   if (gw.bits == 8)
     run<Mode::GroupTokens, 8>(A, n0, n1);

@@ -8,11 +8,20 @@
 namespace lowbit::quant {
 namespace {
 
-// Chunk order: byte j of each 64-weight chunk = weight j (low nibble) | weight j + 32 (high nibble).
+// Chunk order (the checkpoint's): byte j of each 64-weight chunk = weight j (low nibble) | weight j + 32
+// (high nibble). In memory the codes are kept in the integer kernels' window order (qgemm.h).
 void pack_row(const int32_t* q, int64_t K, uint8_t* out) {
   for (int64_t c = 0; c < K; c += 64)
     for (int64_t j = 0; j < 32; ++j)
       out[c / 2 + j] = static_cast<uint8_t>(q[c + j] | (q[c + j + 32] << 4));
+}
+
+void unpack_chunk_row(const uint8_t* row, int64_t K, uint8_t* q) {
+  for (int64_t c = 0; c < K; c += 64)
+    for (int64_t j = 0; j < 32; ++j) {
+      q[c + j] = row[c / 2 + j] & 0xf;
+      q[c + j + 32] = row[c / 2 + j] >> 4;
+    }
 }
 
 }  // namespace
@@ -40,19 +49,28 @@ LinearPtr Int4Weight::from_codes(const Tensor& q_in, const Tensor& scale, const 
 }
 
 Int4Weight::Int4Weight(Tensor packed, Tensor scale, Tensor zero, int group)
-    : group_(group), packed_(packed.contiguous()), scale_(scale.contiguous()), zero_(zero.contiguous()) {
-  LB_CHECK(packed_.dim() == 2 && packed_.dtype() == DType::U8, "int4 layout: packed codes must be uint8 [N, K/2]");
-  n_ = packed_.size(0);
-  k_ = packed_.size(1) * 2;
+    : group_(group), scale_(scale.contiguous()), zero_(zero.contiguous()) {
+  LB_CHECK(packed.dim() == 2 && packed.dtype() == DType::U8, "int4 layout: packed codes must be uint8 [N, K/2]");
+  n_ = packed.size(0);
+  k_ = packed.size(1) * 2;
   LB_CHECK(group > 0 && k_ % group == 0 && k_ % 64 == 0, "int4 layout: K {} and group {} do not fit", k_, group);
   const Shape qs{n_, k_ / group};
   LB_CHECK(scale_.shape() == qs && zero_.shape() == qs && scale_.dtype() == DType::BF16 && zero_.dtype() == DType::BF16,
            "int4 layout: scale and zero must be bfloat16 {}, got {} and {}", shape_str(qs), scale_.describe(),
            zero_.describe());
+  LB_CHECK(group <= 256, "int4 layout: group size {} above 256", group);
+  const Tensor chunks = packed.contiguous();
+  const int64_t row_bytes = kernels::cpu::u4_window_padded(k_) / 2;
+  packed_ = Tensor::empty({n_, row_bytes}, DType::U8);
+  std::vector<uint8_t> q(static_cast<size_t>(k_));
+  for (int64_t n = 0; n < n_; ++n) {
+    unpack_chunk_row(chunks.data<uint8_t>() + n * k_ / 2, k_, q.data());
+    kernels::cpu::pack_u4_windows(q.data(), k_, packed_.data<uint8_t>() + n * row_bytes);
+  }
 }
 
 int64_t Int4Weight::nbytes() const {
-  return static_cast<int64_t>(packed_.nbytes() + scale_.nbytes() + zero_.nbytes());
+  return static_cast<int64_t>(n_ * k_ / 2 + scale_.nbytes() + zero_.nbytes());  // padding not counted
 }
 
 void Int4Weight::dequantize_rows(int64_t n0, int64_t n1, float* out) const {
@@ -61,13 +79,9 @@ void Int4Weight::dequantize_rows(int64_t n0, int64_t n1, float* out) const {
   const auto* z = reinterpret_cast<const uint16_t*>(zero_.raw());
   const int64_t groups = k_ / group_;
   for (int64_t n = n0; n < n1; ++n) {
-    const uint8_t* row = p + n * k_ / 2;
+    const uint8_t* row = p + n * packed_.size(1);
     float* o = out + (n - n0) * k_;
-    for (int64_t c = 0; c < k_; c += 64)
-      for (int64_t j = 0; j < 32; ++j) {
-        o[c + j] = static_cast<float>(row[c / 2 + j] & 0xf);
-        o[c + j + 32] = static_cast<float>(row[c / 2 + j] >> 4);
-      }
+    for (int64_t k = 0; k < k_; ++k) o[k] = static_cast<float>(kernels::cpu::u4_window_code(row, k));
     // torchao: (q - 8) in float32, times scale, plus zero.
     for (int64_t k = 0; k < k_; ++k) {
       const int64_t g = n * groups + k / group_;
@@ -78,13 +92,13 @@ void Int4Weight::dequantize_rows(int64_t n0, int64_t n1, float* out) const {
 
 
 std::string Int4Weight::activation_key() const {
-  return kernels::cpu::integer_kernels_enabled() ? "q8:blocks" : LinearWeight::activation_key();
+  return kernels::cpu::integer_kernels_enabled() ? "q8:windows" : LinearWeight::activation_key();
 }
 
 std::shared_ptr<const void> Int4Weight::prepare_activations(const float* x, int64_t M) const {
   if (!kernels::cpu::integer_kernels_enabled()) return LinearWeight::prepare_activations(x, M);
   auto a = std::make_shared<kernels::cpu::Q8Acts>();
-  kernels::cpu::quantize_q8_blocks(x, M, k_, *a);
+  kernels::cpu::quantize_q8_windows(x, M, k_, *a);
   return a;
 }
 
@@ -96,7 +110,14 @@ void Int4Weight::linear_rows(const ActView& a, float* y, int64_t ldy, int64_t n0
 }
 
 SavedWeight Int4Weight::save() const {
-  return {"int4", {{"group_size", group_}}, {{"qdata", packed_}, {"scale", scale_}, {"zero", zero_}}};
+  Tensor chunks = Tensor::empty({n_, k_ / 2}, DType::U8);
+  std::vector<int32_t> q(static_cast<size_t>(k_));
+  for (int64_t n = 0; n < n_; ++n) {
+    const uint8_t* row = packed_.data<uint8_t>() + n * packed_.size(1);
+    for (int64_t k = 0; k < k_; ++k) q[k] = kernels::cpu::u4_window_code(row, k);
+    pack_row(q.data(), k_, chunks.data<uint8_t>() + n * k_ / 2);
+  }
+  return {"int4", {{"group_size", group_}}, {{"qdata", chunks}, {"scale", scale_}, {"zero", zero_}}};
 }
 
 LinearPtr load_int4(const nlohmann::json& p, const std::function<Tensor(const std::string&)>& get) {

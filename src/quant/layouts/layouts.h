@@ -34,8 +34,9 @@ class Int8Weight final : public LinearWeight {
 };
 
 // uint4 asymmetric per group with a float zero point (torchao int4wo / tinygemm math):
-// w = (q - 8) * scale + zero. Codes packed two per byte in 64-weight chunks: byte j of a chunk holds
-// weight j in its low nibble and weight j + 32 in its high nibble.
+// w = (q - 8) * scale + zero. Saved as codes packed two per byte in 64-weight chunks (byte j of a chunk
+// holds weight j in its low nibble and weight j + 32 in its high nibble); kept in memory in the integer
+// kernels' window order (kernels/cpu/qgemm.h).
 class Int4Weight final : public LinearWeight {
  public:
   static LinearPtr quantize(const Tensor& w, int group_size);
@@ -56,7 +57,7 @@ class Int4Weight final : public LinearWeight {
  private:
   int64_t n_, k_;
   int group_;
-  Tensor packed_;       // uint8 [N, K/2]
+  Tensor packed_;       // uint8 [N, u4_window_padded(K) / 2], window order
   Tensor scale_, zero_; // bf16 [N, K/G]
 };
 
