@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench.h"
 #include "commands.h"
 #include "common.h"
 #include "lowbit/core/system.h"
@@ -18,18 +19,6 @@ namespace lowbit::cli {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-
-struct BenchOptions {
-  ModelOptions model;
-  std::string arch;
-  bool random = false;
-  std::string quants = "bf16";
-  int64_t batch = 1;
-  int64_t prompt_len = 128;
-  int64_t n = 200;
-  uint64_t seed = 0;
-  bool json = false;
-};
 
 struct BenchRow {
   std::string scheme;
@@ -95,10 +84,20 @@ BenchRow run_scheme(const LlamaModel& base, const std::string& scheme, const Ben
 }
 
 int run_bench(const BenchOptions& o) {
-  LB_CHECK(o.model.model_dir.empty() != (o.arch.empty() && !o.random),
+  LB_CHECK(o.device == "cpu" || o.device == "cuda", "bench: --device must be cpu or cuda, got '{}'", o.device);
+  // On the GPU, --arch alone means random weights generated on the device.
+  const bool random = o.random || (o.device == "cuda" && !o.arch.empty());
+  LB_CHECK(o.model.model_dir.empty() != (o.arch.empty() && !random),
            "bench: give either --model DIR or --arch NAME --random");
-  LB_CHECK(o.arch.empty() || o.random, "bench: --arch needs --random (built-in shapes with random weights)");
+  LB_CHECK(o.arch.empty() || random, "bench: --arch needs --random (built-in shapes with random weights)");
   LB_CHECK(o.batch >= 1 && o.prompt_len >= 1 && o.n >= 1, "bench: --batch, --prompt-len and -n must be positive");
+  if (o.device == "cuda") {
+#ifdef LOWBIT_WITH_CUDA
+    return run_bench_cuda(o);
+#else
+    fail("bench: --device cuda needs a lowbit built with CUDA (this one was configured without nvcc)");
+#endif
+  }
   set_threads(o.model.threads);
   auto t0 = clock_type::now();
   LlamaModel base = o.model.model_dir.empty() ? random_model(arch_config(o.arch), o.seed) : LlamaModel::load(o.model.model_dir);
@@ -147,10 +146,15 @@ Action register_bench(CLI::App& app) {
       "bench",
       "Speed of each quantization scheme, gpt-fast style: decode tokens/s (greedy, after a prompt), the weight\n"
       "bandwidth that implies, prefill tokens/s, memory and model size. Use a checkpoint (--model) or a\n"
-      "built-in architecture with random N(0, 0.02) weights (--arch NAME --random; no file needed).");
+      "built-in architecture with random N(0, 0.02) weights (--arch NAME --random; no file needed).\n"
+      "--device cuda measures the GPU path: e.g. lowbit bench --device cuda --arch llama-3.1-8b --quant bf16,int4wo-64");
   add_model_options(sub, o->model, false, false);
   sub->add_option("--arch", o->arch, "built-in architecture: tinyllama-1.1b, llama-2-7b, llama-3-8b, llama-3.1-8b");
   sub->add_flag("--random", o->random, "random weights for --arch");
+  sub->add_option("--device", o->device,
+                  "cpu, or cuda: the GPU forward pass (CUDA-graph decode; random --arch weights are generated and "
+                  "quantized on the GPU)")
+      ->capture_default_str();
   sub->add_option("--batch", o->batch, "sequences decoded together")->capture_default_str();
   sub->add_option("--prompt-len", o->prompt_len, "prompt tokens (the prefill measurement)")->capture_default_str();
   sub->add_option("-n", o->n, "new tokens to generate")->capture_default_str();

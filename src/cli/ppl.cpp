@@ -6,6 +6,9 @@
 #include "lowbit/core/file_io.h"
 #include "lowbit/core/system.h"
 #include "lowbit/eval/perplexity.h"
+#ifdef LOWBIT_WITH_CUDA
+#include "lowbit/model/llama_cuda.h"
+#endif
 
 namespace lowbit::cli {
 namespace {
@@ -18,6 +21,7 @@ struct PplCliOptions {
   int64_t limit = 0;
   bool json = false;
   bool quiet = false;
+  std::string device = "cpu";
 };
 
 int run_ppl(const PplCliOptions& o) {
@@ -29,13 +33,29 @@ int run_ppl(const PplCliOptions& o) {
   po.ctx = o.ctx;
   po.max_windows = o.limit;
   po.progress = !o.quiet;
-  const PplResult r = perplexity(m.model, ids, po);
+  LB_CHECK(o.device == "cpu" || o.device == "cuda", "ppl: --device must be cpu or cuda, got '{}'", o.device);
+  PplResult r;
+  if (o.device == "cuda") {
+#ifdef LOWBIT_WITH_CUDA
+    GpuOptions go;
+    go.max_seq = o.ctx;
+    go.max_prefill = o.ctx;
+    const auto gpu = LlamaGpu::upload(m.model, go);
+    r = perplexity(*gpu, ids, po);
+#else
+    fail("ppl: --device cuda needs a lowbit built with CUDA (this one was configured without nvcc)");
+#endif
+  } else {
+    r = perplexity(m.model, ids, po);
+  }
   if (!o.json) {
     fmt::print("perplexity ({}): {:.4f} ± {:.4f}\n", r.protocol, r.ppl, r.ppl_stderr);
     fmt::print("  {} tokens scored in {} windows of {} ({} tokens in the text); mean NLL {:.5f} ± {:.5f}\n",
                r.tokens, r.windows, o.ctx, ids.size(), r.nll_mean, r.nll_stderr);
-    fmt::print("  {:.1f} s ({:.0f} tokens/s evaluated), {} threads, peak RSS {}\n", r.seconds,
-               static_cast<double>(r.windows * o.ctx) / r.seconds, max_threads(), human_bytes(peak_rss_bytes()));
+    fmt::print("  {:.1f} s ({:.0f} tokens/s evaluated), {}, peak RSS {}\n", r.seconds,
+               static_cast<double>(r.windows * o.ctx) / r.seconds,
+               o.device == "cuda" ? std::string("on the GPU") : fmt::format("{} threads", max_threads()),
+               human_bytes(peak_rss_bytes()));
   } else {
     nlohmann::json j = {{"protocol", r.protocol},     {"ppl", r.ppl},
                         {"ppl_stderr", r.ppl_stderr}, {"nll_mean", r.nll_mean},
@@ -43,7 +63,8 @@ int run_ppl(const PplCliOptions& o) {
                         {"windows", r.windows},       {"ctx", o.ctx},
                         {"text_tokens", ids.size()},  {"seconds", r.seconds},
                         {"model", o.model.model_dir}, {"text", o.text},
-                        {"threads", max_threads()},   {"peak_rss_bytes", peak_rss_bytes()}};
+                        {"threads", max_threads()},   {"peak_rss_bytes", peak_rss_bytes()},
+                        {"device", o.device}};
     fmt::print("{}\n", j.dump());
   }
   return 0;
@@ -66,6 +87,7 @@ Action register_ppl(CLI::App& app) {
   sub->add_option("--limit", o->limit, "evaluate only the first N windows (0 = all)")->capture_default_str();
   sub->add_flag("--json", o->json, "print one JSON object (the last line of output)");
   sub->add_flag("--quiet,-q", o->quiet, "no progress line");
+  sub->add_option("--device", o->device, "cpu, or cuda: windows run on the GPU forward pass")->capture_default_str();
   return [o] { return run_ppl(*o); };
 }
 

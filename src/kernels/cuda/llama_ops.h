@@ -1,0 +1,131 @@
+// The Llama forward pass's GPU kernels other than the weight products (those are in
+// weight_gemv.h): embedding, RMSNorm with the residual add, RoPE with the KV-cache append, decode
+// and prefill attention, SwiGLU, greedy argmax, weight dequantization for the prefill GEMMs, and
+// random weights generated and quantized on the device (benchmarks of 8B shapes need no host
+// model).
+//
+// Conventions: activations between kernels are bf16 row-major [rows, features]; the residual stream
+// is float32 (the CPU runner's precision, at a cost of 16 KB per token); all pointers are device
+// pointers; every call is asynchronous on `stream` and throws lowbit::Error naming the kernel when
+// the launch fails. Positions, token ids and lengths are read from device memory, so a captured
+// CUDA graph replays correctly for every decode step.
+//
+// KV cache: one bf16 array for keys and one for values per layer, [seq][kv_head][pos][head_dim]
+// (a layer's slice is what the kernels take), `cap` positions per sequence.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+typedef struct CUstream_st* cudaStream_t;
+
+namespace lowbit::cuda {
+
+// x[r, :] = float(table[tokens[r], :]) for r < M; table bf16 [vocab, D]. Token ids outside
+// [0, vocab) give a zero row (the host checks ids before they reach the device).
+void embed_rows(const void* table, int64_t vocab, const int32_t* tokens, int M, int D, float* x,
+                cudaStream_t stream);
+
+// For r < M with i = r * row_step + row_off: x[i] += delta[i] (bf16; skipped when delta is null),
+// then out[r] = bf16(w · (x[i] · rsqrt(mean(x[i]²) + eps))) — the CPU runner's order of operations.
+// Fusing the add saves a pass over the residual; row_step/row_off pick e.g. each sequence's last row.
+void add_rmsnorm(float* x, const void* delta, const float* w, void* out, int M, int D, float eps,
+                 int row_step, int row_off, cudaStream_t stream);
+
+struct RopeKvArgs {
+  const void* qkv;         // bf16 [M, (H + 2 KV) · HD]: q heads, then k heads, then v heads
+  void* q_out;             // bf16 [M, H · HD]: rotated queries
+  void* k_cache;           // this layer's keys  [seqs][KV][cap][HD]
+  void* v_cache;           // this layer's values, same shape
+  const int32_t* pos;      // [M] position of each row
+  const float* inv_freq;   // [HD / 2] (Hugging Face float32 values, llama3 scaling applied)
+  int M, H, KV, HD, cap;
+  int rows_per_seq;        // row r belongs to sequence r / rows_per_seq
+};
+// Rotary embedding (Hugging Face rotate-half: pairs (i, i + HD/2)) of q and k at each row's
+// position, angle = float(pos · inv_freq[i]) with cos/sin in double as the CPU runner computes them;
+// rotated keys and the values are written into the cache at (sequence, position).
+void rope_kv_append(const RopeKvArgs& a, cudaStream_t stream);
+
+struct DecodeAttnArgs {
+  const void* q;          // bf16 [B, H · HD] (rotated)
+  const void* k_cache;    // this layer, [seqs][KV][cap][HD]
+  const void* v_cache;
+  const int32_t* pos;     // [B]: sequence b attends to positions 0 .. pos[b]
+  void* out;              // bf16 [B, H · HD]
+  float* partial_o;       // workspace [B][H][splits][HD]
+  float* partial_ml;      // workspace [B][H][splits][2]: running max and sum of each split
+  int B, H, KV, HD, cap, splits;
+  float scale;            // 1 / sqrt(HD)
+};
+// Flash-decoding: the visible positions are cut into `splits` equal chunks (their size follows the
+// length read from device memory, so one captured launch serves every step), each chunk gives a
+// partial softmax-weighted sum, and a second kernel combines them. HD 64 or 128; H / KV in 1..8.
+void attention_decode(const DecodeAttnArgs& a, cudaStream_t stream);
+size_t attention_decode_workspace_floats(int B, int H, int HD, int splits);  // both workspaces
+
+struct PrefillAttnArgs {
+  const void* q;          // bf16 [B · T, H · HD], row b · T + t at position p0 + t
+  const void* k_cache;    // this layer (already holding positions 0 .. p0 + T − 1)
+  const void* v_cache;
+  void* out;              // bf16 [B · T, H · HD]
+  int B, T, p0, H, KV, HD, cap;
+  float scale;
+};
+// Causal attention of T new rows per sequence over the cache, in key tiles with an online softmax:
+// O(T · HD) memory, no score matrix. HD 64 or 128.
+void attention_prefill(const PrefillAttnArgs& a, cudaStream_t stream);
+
+// h[m, j] = bf16(silu(g) · u) with g = gu[m, j], u = gu[m, F + j] (the fused gate/up output).
+void swiglu(const void* gu, void* h, int M, int F, cudaStream_t stream);
+
+// Greedy step, one block per sequence b < B: the index of the largest logit (the lowest index among
+// ties, as std::max_element) of row b (logits + b · row_stride, bf16 or float32) becomes token[b];
+// when hist is set it is also appended to hist[b · hist_cap + n[b]] (n[b] then grows); pos[b] += 1.
+void argmax_advance(const void* logits, bool logits_f32, int64_t row_stride, int B, int V,
+                    int32_t* token, int32_t* pos, int32_t* hist, int32_t* n, int hist_cap,
+                    cudaStream_t stream);
+
+// ------------------------------------------------------------------ weights for the prefill GEMMs
+
+// Rows [n0, n1) of a weight in a GPU format → bf16 [n1 − n0, K] (what cuBLAS multiplies). int8 and
+// e4m3: w = q · scale[n] rounded once; int4 (the layout of weight_gemv.h, n0 a multiple of 16):
+// w = bf16(fma(q − 8, scale, zero)), the GEMV's own rounding.
+void dequant_rows_int8(const int8_t* q, const float* scale, int64_t n0, int64_t n1, int K, void* out,
+                       cudaStream_t stream);
+void dequant_rows_float8(const uint8_t* q, const float* scale, int64_t n0, int64_t n1, int K,
+                         void* out, cudaStream_t stream);
+void dequant_rows_int4(const void* packed, const void* qparams, int64_t n0, int64_t n1, int K,
+                       int group, void* out, cudaStream_t stream);
+
+// The dynamic-activation schemes' math for the prefill path: each row quantized as
+// quantize_rows_int8 / quantize_rows_float8 (weight_gemv.h) do it, and dequantized back to bf16.
+void fake_quantize_rows_int8(const void* x, int M, int K, void* out, cudaStream_t stream);
+void fake_quantize_rows_float8(const void* x, int M, int K, void* out, cudaStream_t stream);
+
+// The CPU int4 layout (uint8 [N, K/2]: byte j of each 64-weight chunk holds weight j in its low
+// nibble and weight j + 32 in its high one; scale and zero bf16 [N, K/G]) → the GPU layout of
+// weight_gemv.h, as pack_int4 does on the host. Rows past N (padding to 16) get code 0, scale 0,
+// zero 0.
+void repack_int4(const uint8_t* cpu_packed, const uint16_t* scale, const uint16_t* zero, int64_t N,
+                 int64_t K, int group, void* packed, void* qparams, cudaStream_t stream);
+
+// ------------------------------------------------------------------ random weights (benchmarks)
+
+// Element (n, k) of a random [N, K] matrix is bf16(std · Φ⁻¹(u)) with u from a counter-based hash
+// of (seed, n · K + k): every format below quantizes the same bf16 values, on the device.
+void random_bf16(void* w, int64_t N, int64_t K, uint64_t seed, float std, cudaStream_t stream);
+// int8 symmetric per row (scale = amax / 127.5, q = clamp(round(w / scale), −128, 127)).
+void random_int8(int8_t* q, float* scale, int64_t N, int64_t K, uint64_t seed, float std,
+                 cudaStream_t stream);
+// e4m3 per row (scale = amax / 448).
+void random_float8(uint8_t* q, float* scale, int64_t N, int64_t K, uint64_t seed, float std,
+                   cudaStream_t stream);
+// uint4 asymmetric per group with a float zero point (torchao int4wo math), straight into the GPU
+// layout (buffers of int4_packed_bytes / int4_qparam_bytes).
+void random_int4(void* packed, void* qparams, int64_t N, int64_t K, int group, uint64_t seed,
+                 float std, cudaStream_t stream);
+// Fills float32 values with a constant (norm weights).
+void fill_f32(float* p, int64_t n, float v, cudaStream_t stream);
+
+}  // namespace lowbit::cuda

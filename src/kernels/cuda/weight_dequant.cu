@@ -1,0 +1,170 @@
+// The prefill path's weight side: each GPU weight format back to bf16 rows for cuBLAS, the dynamic
+// schemes' activation math as bf16 (quantize, dequantize), and the CPU int4 layout repacked into the
+// GPU one on the device (uploading a checkpoint needs no host-side repacking loop).
+#include <cuda_fp8.h>
+
+#include "kernels/cuda/int4_layout.cuh"
+#include "kernels/cuda/ops_common.cuh"
+#include "kernels/cuda/weight_gemv.h"
+
+namespace lowbit::cuda {
+namespace {
+
+int blocks_for(int64_t n, int threads = 256) {
+  return static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 1 << 20));
+}
+
+__device__ __forceinline__ float e4m3_to_float(uint8_t b) {
+  const __half_raw h = __nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(b), __NV_E4M3);
+  return __half2float(__half(h));
+}
+
+template <bool kFloat8>
+__global__ void dequant_bytes_kernel(const uint8_t* q, const float* scale, int64_t n0, int64_t rows,
+                                     int K, __nv_bfloat16* out) {
+  const int64_t total = rows * K;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t n = n0 + e / K;
+    const uint8_t b = q[n0 * K + e];
+    const float v = kFloat8 ? e4m3_to_float(b) : static_cast<float>(static_cast<int8_t>(b));
+    out[e] = __float2bfloat16_rn(v * scale[n]);
+  }
+}
+
+// One thread per packed word of the tiles covering rows [n0, n1).
+__global__ void dequant_int4_kernel(const uint32_t* packed, const uint32_t* qp, int64_t n0,
+                                    int64_t n1, int K, int group, __nv_bfloat16* out) {
+  const int64_t chunks = K / 64, groups = K / group;
+  const int64_t tile0 = n0 / 16, words = ((n1 - n0 + 15) / 16) * chunks * 128;
+  for (int64_t w = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; w < words;
+       w += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t idx = tile0 * chunks * 128 + w;
+    const int4::Word wd(idx, chunks);
+    const uint32_t bits = packed[idx];
+    const int64_t grp = wd.col(0) / group;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int64_t n = wd.tile * 16 + wd.row(i);
+      if (n >= n1) continue;
+      const uint32_t sz = qp[int4::qparam_index(wd.tile, groups, grp, wd.row(i))];
+      const float s = ops::bf_bits(sz & 0xffffu), z = ops::bf_bits(sz >> 16);
+      const float q = static_cast<float>((bits >> (4 * i)) & 0xfu) - 8.0f;
+      out[(n - n0) * K + wd.col(i)] = __float2bfloat16_rn(__fmaf_rn(q, s, z));
+    }
+  }
+}
+
+// One block per row, the arithmetic of quantize_rows_kernel (gemv_common.cu), dequantized to bf16.
+template <bool kFloat8>
+__global__ void fake_quant_kernel(const __nv_bfloat16* x, int K, __nv_bfloat16* out) {
+  const int64_t r = blockIdx.x;
+  const __nv_bfloat16* row = x + r * K;
+  float amax = 0.0f;
+  for (int i = threadIdx.x; i < K; i += blockDim.x) amax = fmaxf(amax, fabsf(ops::bf(row[i])));
+  amax = ops::block_max(amax);
+  const float scale = kFloat8 ? amax / 448.0f : fmaxf(amax / 127.0f, 1e-5f);
+  const float recip = 1.0f / scale;
+  for (int i = threadIdx.x; i < K; i += blockDim.x) {
+    const float f = ops::bf(row[i]);
+    float v;
+    if constexpr (kFloat8) {
+      const float s = f == 0.0f ? 0.0f : fminf(fmaxf(f / scale, -448.0f), 448.0f);
+      const auto q = __nv_cvt_float_to_fp8(s, __NV_SATFINITE, __NV_E4M3);
+      v = f == 0.0f ? 0.0f : e4m3_to_float(static_cast<uint8_t>(q)) * scale;
+    } else {
+      v = fminf(fmaxf(rintf(f * recip), -127.0f), 127.0f) * scale;
+    }
+    out[r * K + i] = __float2bfloat16_rn(v);
+  }
+}
+
+__global__ void repack_int4_words(const uint8_t* cpu, int64_t N, int64_t K, uint32_t* packed) {
+  const int64_t chunks = K / 64, words = (N + 15) / 16 * chunks * 128;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < words;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int4::Word wd(idx, chunks);
+    uint32_t word = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int64_t n = wd.tile * 16 + wd.row(i), k = wd.col(i);
+      if (n >= N) continue;
+      const int64_t j = k % 64;
+      const uint8_t byte = cpu[n * (K / 2) + (k / 64) * 32 + (j % 32)];
+      word |= static_cast<uint32_t>(j < 32 ? byte & 0xf : byte >> 4) << (4 * i);
+    }
+    packed[idx] = word;
+  }
+}
+
+__global__ void repack_int4_qparams(const uint16_t* scale, const uint16_t* zero, int64_t N,
+                                    int64_t groups, uint32_t* qp) {
+  const int64_t total = (N + 15) / 16 * 16 * groups;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t n = e / groups, grp = e % groups;
+    const uint32_t v = n < N ? (uint32_t(scale[n * groups + grp]) | uint32_t(zero[n * groups + grp]) << 16) : 0u;
+    qp[int4::qparam_index(n / 16, groups, grp, static_cast<int>(n % 16))] = v;
+  }
+}
+
+}  // namespace
+
+void dequant_rows_int8(const int8_t* q, const float* scale, int64_t n0, int64_t n1, int K, void* out,
+                       cudaStream_t stream) {
+  LB_CHECK(q && scale && out && n1 > n0 && n0 >= 0 && K > 0, "dequant_rows_int8: bad arguments");
+  dequant_bytes_kernel<false><<<blocks_for((n1 - n0) * K), 256, 0, stream>>>(
+      reinterpret_cast<const uint8_t*>(q), scale, n0, n1 - n0, K, static_cast<__nv_bfloat16*>(out));
+  ops::check_launch("dequant_rows_int8");
+}
+
+void dequant_rows_float8(const uint8_t* q, const float* scale, int64_t n0, int64_t n1, int K,
+                         void* out, cudaStream_t stream) {
+  LB_CHECK(q && scale && out && n1 > n0 && n0 >= 0 && K > 0, "dequant_rows_float8: bad arguments");
+  dequant_bytes_kernel<true><<<blocks_for((n1 - n0) * K), 256, 0, stream>>>(
+      q, scale, n0, n1 - n0, K, static_cast<__nv_bfloat16*>(out));
+  ops::check_launch("dequant_rows_float8");
+}
+
+void dequant_rows_int4(const void* packed, const void* qparams, int64_t n0, int64_t n1, int K,
+                       int group, void* out, cudaStream_t stream) {
+  LB_CHECK(packed && qparams && out && n1 > n0 && n0 >= 0 && n0 % 16 == 0 && K % 64 == 0 &&
+               group >= 16 && K % group == 0,
+           "dequant_rows_int4: bad arguments (rows [{}, {}), K {}, group {})", n0, n1, K, group);
+  const int64_t words = (n1 - n0 + 15) / 16 * (K / 64) * 128;
+  dequant_int4_kernel<<<blocks_for(words), 256, 0, stream>>>(
+      static_cast<const uint32_t*>(packed), static_cast<const uint32_t*>(qparams), n0, n1, K, group,
+      static_cast<__nv_bfloat16*>(out));
+  ops::check_launch("dequant_rows_int4");
+}
+
+void fake_quantize_rows_int8(const void* x, int M, int K, void* out, cudaStream_t stream) {
+  LB_CHECK(x && out && M > 0 && K > 0, "fake_quantize_rows_int8: bad arguments");
+  fake_quant_kernel<false><<<M, 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(x), K,
+                                                  static_cast<__nv_bfloat16*>(out));
+  ops::check_launch("fake_quantize_rows_int8");
+}
+
+void fake_quantize_rows_float8(const void* x, int M, int K, void* out, cudaStream_t stream) {
+  LB_CHECK(x && out && M > 0 && K > 0, "fake_quantize_rows_float8: bad arguments");
+  fake_quant_kernel<true><<<M, 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(x), K,
+                                                 static_cast<__nv_bfloat16*>(out));
+  ops::check_launch("fake_quantize_rows_float8");
+}
+
+void repack_int4(const uint8_t* cpu_packed, const uint16_t* scale, const uint16_t* zero, int64_t N,
+                 int64_t K, int group, void* packed, void* qparams, cudaStream_t stream) {
+  LB_CHECK(cpu_packed && scale && zero && packed && qparams && N > 0 && K % 64 == 0 &&
+               group >= 16 && K % group == 0,
+           "repack_int4: bad arguments (N {}, K {}, group {})", N, K, group);
+  const int64_t words = (N + 15) / 16 * (K / 64) * 128;
+  repack_int4_words<<<blocks_for(words), 256, 0, stream>>>(cpu_packed, N, K,
+                                                           static_cast<uint32_t*>(packed));
+  ops::check_launch("repack_int4 (codes)");
+  const int64_t groups = K / group;
+  repack_int4_qparams<<<blocks_for((N + 15) / 16 * 16 * groups), 256, 0, stream>>>(
+      scale, zero, N, groups, static_cast<uint32_t*>(qparams));
+  ops::check_launch("repack_int4 (qparams)");
+}
+
+}  // namespace lowbit::cuda

@@ -1,0 +1,249 @@
+#include "runtime/cuda/gpu_linear.h"
+
+#include <algorithm>
+#include <variant>
+
+#include "kernels/cuda/llama_ops.h"
+#include "kernels/cuda/weight_gemv.h"
+#include "lowbit/quant/config.h"
+#include "quant/layouts/layouts.h"
+
+namespace lowbit::gpu {
+namespace {
+
+bool power_of_two_group(int g) { return g >= 16 && g <= 4096 && (g & (g - 1)) == 0; }
+
+const Tensor& saved(const quant::SavedWeight& s, const char* name) {
+  for (const auto& [n, t] : s.tensors)
+    if (n == name) return t;
+  fail("GPU upload: layout '{}' has no tensor '{}'", s.layout, name);
+}
+
+void copy_to(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+  LB_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
+  LB_CUDA(cudaStreamSynchronize(stream));  // the host source may be a temporary
+}
+
+std::vector<float> floats_of(const Tensor& t) {
+  const Tensor f = t.to(DType::F32).contiguous();
+  return std::vector<float>(f.data<float>(), f.data<float>() + f.numel());
+}
+
+}  // namespace
+
+std::string format_name(const FormatChoice& f) {
+  switch (f.fmt) {
+    case WFormat::Bf16: return "bf16";
+    case WFormat::Int8wo: return "int8wo";
+    case WFormat::Int8dq: return "int8dq";
+    case WFormat::Float8wo: return "float8wo";
+    case WFormat::Float8dq: return "float8dq-row";
+    case WFormat::Int4wo: return "int4wo-" + std::to_string(f.group);
+  }
+  return "?";
+}
+
+FormatChoice choose_format(const quant::LinearWeight& w) {
+  using quant::ActQuant;
+  if (w.in_features() % 64 != 0) return {};
+  if (const auto* i8 = dynamic_cast<const quant::Int8Weight*>(&w)) {
+    if (i8->act_quant() == ActQuant::None) return {WFormat::Int8wo, 0};
+    if (i8->act_quant() == ActQuant::Int8Token) return {WFormat::Int8dq, 0};
+    return {};
+  }
+  if (const auto* f8 = dynamic_cast<const quant::Float8Weight*>(&w))
+    return {f8->act_quant() == ActQuant::None ? WFormat::Float8wo : WFormat::Float8dq, 0};
+  if (dynamic_cast<const quant::Int4Weight*>(&w)) {
+    const int g = std::stoi(w.scheme().substr(std::string("int4wo-").size()));
+    if (power_of_two_group(g)) return {WFormat::Int4wo, g};
+  }
+  return {};
+}
+
+FormatChoice format_from_scheme(const std::string& scheme) {
+  const quant::Config c = quant::parse_config(scheme);
+  if (const auto* n = std::get_if<quant::NoQuant>(&c); n && n->dtype == DType::BF16) return {};
+  if (std::holds_alternative<quant::Int8WeightOnly>(c)) return {WFormat::Int8wo, 0};
+  if (std::holds_alternative<quant::Int8DynActInt8Weight>(c)) return {WFormat::Int8dq, 0};
+  if (std::holds_alternative<quant::Float8WeightOnly>(c)) return {WFormat::Float8wo, 0};
+  if (std::holds_alternative<quant::Float8DynActFloat8Weight>(c)) return {WFormat::Float8dq, 0};
+  if (const auto* i4 = std::get_if<quant::Int4WeightOnly>(&c); i4 && power_of_two_group(i4->group_size))
+    return {WFormat::Int4wo, i4->group_size};
+  fail("scheme '{}' has no GPU kernels for random weights (GPU schemes: bf16, int8wo, int8dq, float8wo, "
+       "float8dq-row, float8dq-tensor, int4wo-32/64/128/256)",
+       scheme);
+}
+
+int64_t GpuLinear::bytes() const {
+  switch (f.fmt) {
+    case WFormat::Bf16: return 2 * N * K;
+    case WFormat::Int4wo: return N * K / 2 + N * (K / f.group) * 4;
+    default: return N * K + 4 * N;
+  }
+}
+
+GpuLinear allocate_linear(DeviceArena& arena, const FormatChoice& f, int64_t N, int64_t K) {
+  LB_CHECK(N > 0 && K > 0, "allocate_linear: bad shape [{}, {}]", N, K);
+  GpuLinear L{f, N, K};
+  switch (f.fmt) {
+    case WFormat::Bf16: L.w = arena.alloc(static_cast<size_t>(2 * N * K)); break;
+    case WFormat::Int4wo:
+      L.w = arena.alloc(cuda::int4_packed_bytes(N, K));
+      L.aux = arena.alloc(cuda::int4_qparam_bytes(N, K, f.group));
+      break;
+    default:
+      L.w = arena.alloc(static_cast<size_t>(N * K));
+      L.aux = arena.alloc(static_cast<size_t>(4 * N));
+  }
+  return L;
+}
+
+void upload_rows(GpuLinear& d, int64_t n0, const quant::LinearWeight& src, cudaStream_t stream) {
+  const int64_t n = src.out_features(), K = d.K;
+  LB_CHECK(src.in_features() == K && n0 >= 0 && n0 + n <= d.N,
+           "GPU upload: a [{}, {}] weight into rows {}.. of a [{}, {}] buffer", n, src.in_features(), n0,
+           d.N, K);
+  if (d.f.fmt == WFormat::Bf16) {
+    const auto* dense = dynamic_cast<const quant::DenseWeight*>(&src);
+    const Tensor t = dense ? dense->weight().to(DType::BF16).contiguous() : src.dequantize().to(DType::BF16);
+    copy_to(static_cast<char*>(d.w) + n0 * K * 2, t.raw(), static_cast<size_t>(n * K * 2), stream);
+    return;
+  }
+  const FormatChoice f = choose_format(src);
+  LB_CHECK(f == d.f, "GPU upload: a {} weight into a {} buffer", format_name(f), format_name(d.f));
+  const quant::SavedWeight s = src.save();
+  if (d.f.fmt == WFormat::Int4wo) {
+    LB_CHECK(n0 % 16 == 0, "GPU upload: int4 rows must start on a 16-row tile, got {}", n0);
+    const Tensor& q = saved(s, "qdata");
+    const Tensor& sc = saved(s, "scale");
+    const Tensor& z = saved(s, "zero");
+    DeviceBuffer dq(q.nbytes()), ds(sc.nbytes()), dz(z.nbytes());
+    copy_to(dq.get(), q.raw(), q.nbytes(), stream);
+    copy_to(ds.get(), sc.raw(), sc.nbytes(), stream);
+    copy_to(dz.get(), z.raw(), z.nbytes(), stream);
+    const int64_t tile0 = n0 / 16;
+    char* packed = static_cast<char*>(d.w) + tile0 * (K / 64) * 512;
+    char* qp = static_cast<char*>(d.aux) + tile0 * (K / d.f.group) * 64;
+    cuda::repack_int4(static_cast<const uint8_t*>(dq.get()), static_cast<const uint16_t*>(ds.get()),
+                      static_cast<const uint16_t*>(dz.get()), n, K, d.f.group, packed, qp, stream);
+    LB_CUDA(cudaStreamSynchronize(stream));
+    return;
+  }
+  // One byte per weight (int8 or e4m3) and a float scale per row (a per-tensor scale broadcast).
+  const Tensor& q = saved(s, "qdata");
+  LB_CHECK(static_cast<int64_t>(q.nbytes()) == n * K, "GPU upload: qdata {} is not [{}, {}] bytes", q.describe(),
+           n, K);
+  copy_to(static_cast<char*>(d.w) + n0 * K, q.contiguous().raw(), static_cast<size_t>(n * K), stream);
+  std::vector<float> scale = floats_of(saved(s, "scale"));
+  if (scale.size() == 1) scale.assign(static_cast<size_t>(n), scale[0]);
+  LB_CHECK(static_cast<int64_t>(scale.size()) == n, "GPU upload: {} scales for {} rows", scale.size(), n);
+  copy_to(static_cast<float*>(d.aux) + n0, scale.data(), scale.size() * 4, stream);
+}
+
+void randomize(GpuLinear& d, uint64_t seed, float std, cudaStream_t stream) {
+  switch (d.f.fmt) {
+    case WFormat::Bf16: cuda::random_bf16(d.w, d.N, d.K, seed, std, stream); break;
+    case WFormat::Int8wo:
+    case WFormat::Int8dq:
+      cuda::random_int8(static_cast<int8_t*>(d.w), static_cast<float*>(d.aux), d.N, d.K, seed, std, stream);
+      break;
+    case WFormat::Float8wo:
+    case WFormat::Float8dq:
+      cuda::random_float8(static_cast<uint8_t*>(d.w), static_cast<float*>(d.aux), d.N, d.K, seed, std, stream);
+      break;
+    case WFormat::Int4wo: cuda::random_int4(d.w, d.aux, d.N, d.K, d.f.group, seed, std, stream); break;
+  }
+}
+
+LinearExec::LinearExec(DeviceArena& arena, cudaStream_t stream, int max_rows, int64_t max_k, int64_t max_n,
+                       size_t wscratch_bytes, bool pdl)
+    : stream_(stream), pdl_(pdl), max_rows_(max_rows), max_k_(max_k), wscratch_bytes_(wscratch_bytes) {
+  LB_CUBLAS(cublasCreate(&handle_));
+  constexpr size_t kWorkspace = size_t(32) << 20;
+  LB_CUBLAS(cublasSetWorkspace(handle_, arena.alloc(kWorkspace), kWorkspace));
+  LB_CUBLAS(cublasSetStream(handle_, stream_));
+  const int gemv_rows = std::min(max_rows, cuda::kGemvMaxM);
+  dq_ws_ = arena.alloc(cuda::dq_workspace_bytes(gemv_rows, static_cast<int>(max_k)));
+  yscratch_ = arena.alloc(static_cast<size_t>(gemv_rows) * max_n * 2);
+  xscratch_ = arena.alloc(static_cast<size_t>(max_rows) * max_k * 2);
+  if (wscratch_bytes_) wscratch_ = arena.alloc(wscratch_bytes_);
+}
+
+LinearExec::~LinearExec() {
+  if (handle_) cublasDestroy(handle_);
+}
+
+// Column-major in cuBLAS's terms: Yᵀ (n × M, leading dimension ldy) = op_T(W: K × n) · Xᵀ (K × M).
+void LinearExec::gemm(const void* x, const void* w, int M, int64_t n, int64_t K, void* y, int64_t ldy, bool y_f32) {
+  const float alpha = 1.0f, beta = 0.0f;
+  LB_CUBLAS(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), M, static_cast<int>(K), &alpha, w,
+                         CUDA_R_16BF, static_cast<int>(K), x, CUDA_R_16BF, static_cast<int>(K), &beta, y,
+                         y_f32 ? CUDA_R_32F : CUDA_R_16BF, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT));
+}
+
+void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t ldy, bool y_f32) {
+  LB_CHECK(M >= 1 && M <= max_rows_ && L.K <= max_k_ && ldy >= L.N, "linear: M {} (max {}), K {}, ldy {} < N {}", M,
+           max_rows_, L.K, ldy, L.N);
+  const int N = static_cast<int>(L.N), K = static_cast<int>(L.K);
+  if (M <= cuda::kGemvMaxM && K % 64 == 0 && !y_f32) {
+    // Decode: the GEMV kernels write rows of exactly N outputs.
+    void* out = ldy == N || M == 1 ? y : yscratch_;
+    cuda::GemvOptions o;
+    o.stream = stream_;
+    o.pdl = pdl_;
+    const auto* scale = static_cast<const float*>(L.aux);
+    switch (L.f.fmt) {
+      case WFormat::Bf16: cuda::gemv_bf16(x, L.w, out, M, N, K, o); break;
+      case WFormat::Int8wo: cuda::gemv_int8wo(x, static_cast<const int8_t*>(L.w), scale, out, M, N, K, o); break;
+      case WFormat::Float8wo:
+        cuda::gemv_float8wo(x, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, o);
+        break;
+      case WFormat::Int4wo: cuda::gemv_int4wo(x, L.w, L.aux, out, M, N, K, L.f.group, o); break;
+      case WFormat::Int8dq:
+        cuda::gemv_int8dq(x, static_cast<const int8_t*>(L.w), scale, out, M, N, K, dq_ws_, o);
+        break;
+      case WFormat::Float8dq:
+        cuda::gemv_float8dq(x, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, dq_ws_, o);
+        break;
+    }
+    if (out != y)
+      LB_CUDA(cudaMemcpy2DAsync(y, static_cast<size_t>(ldy) * 2, out, static_cast<size_t>(N) * 2,
+                                static_cast<size_t>(N) * 2, M, cudaMemcpyDeviceToDevice, stream_));
+    return;
+  }
+  // Prefill: the dynamic schemes' activation math, then bf16 GEMMs over dequantized weight rows.
+  const void* xin = x;
+  if (L.f.fmt == WFormat::Int8dq || L.f.fmt == WFormat::Float8dq) {
+    if (L.f.fmt == WFormat::Int8dq)
+      cuda::fake_quantize_rows_int8(x, M, K, xscratch_, stream_);
+    else
+      cuda::fake_quantize_rows_float8(x, M, K, xscratch_, stream_);
+    xin = xscratch_;
+  }
+  const size_t out_size = y_f32 ? 4 : 2;
+  if (L.f.fmt == WFormat::Bf16) return gemm(xin, L.w, M, N, K, y, ldy, y_f32);
+  LB_CHECK(wscratch_, "linear: no dequantization scratch for a {} weight", format_name(L.f));
+  const int64_t chunk = std::min<int64_t>(N, static_cast<int64_t>(wscratch_bytes_ / (2 * static_cast<size_t>(K))) / 16 * 16);
+  LB_CHECK(chunk >= 16 || chunk == N, "linear: dequantization scratch of {} bytes is too small for K = {}",
+           wscratch_bytes_, K);
+  for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+    const int64_t n1 = std::min<int64_t>(N, n0 + chunk);
+    const auto* scale = static_cast<const float*>(L.aux);
+    switch (L.f.fmt) {
+      case WFormat::Int8wo:
+      case WFormat::Int8dq:
+        cuda::dequant_rows_int8(static_cast<const int8_t*>(L.w), scale, n0, n1, K, wscratch_, stream_);
+        break;
+      case WFormat::Float8wo:
+      case WFormat::Float8dq:
+        cuda::dequant_rows_float8(static_cast<const uint8_t*>(L.w), scale, n0, n1, K, wscratch_, stream_);
+        break;
+      case WFormat::Int4wo: cuda::dequant_rows_int4(L.w, L.aux, n0, n1, K, L.f.group, wscratch_, stream_); break;
+      case WFormat::Bf16: break;
+    }
+    gemm(xin, wscratch_, M, n1 - n0, K, static_cast<char*>(y) + n0 * out_size, ldy, y_f32);
+  }
+}
+
+}  // namespace lowbit::gpu

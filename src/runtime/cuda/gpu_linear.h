@@ -1,0 +1,78 @@
+// A Linear layer's weight on the GPU in one of the formats the decode kernels read
+// (kernels/cuda/weight_gemv.h), how a CPU layout maps onto them, and the product y = x · Wᵀ:
+// the GEMV kernels for up to 16 rows (decode), cuBLAS over bf16 rows otherwise (prefill), with
+// quantized weights dequantized chunk by chunk into a scratch buffer.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "lowbit/quant/linear.h"
+#include "runtime/cuda/device.h"
+
+namespace lowbit::gpu {
+
+enum class WFormat { Bf16, Int8wo, Int8dq, Float8wo, Float8dq, Int4wo };
+
+struct FormatChoice {
+  WFormat fmt = WFormat::Bf16;
+  int group = 0;  // int4 only
+  bool operator==(const FormatChoice&) const = default;
+};
+std::string format_name(const FormatChoice& f);  // "bf16", "int4wo-64", ...
+
+// What a CPU layout becomes: dense → bf16; int8 (act none / int8 per token) → int8wo / int8dq;
+// float8 (act none / e4m3 per token or per tensor) → float8wo / float8dq (a per-tensor weight scale
+// is broadcast to every row; per-tensor activations become per-row: the decode kernel's math);
+// int4 with a power-of-two group ≥ 16 → int4wo; everything else, and any K not a multiple of 64,
+// → bf16 from the layout's own dequantization (correct, not compressed).
+FormatChoice choose_format(const quant::LinearWeight& w);
+// The short scheme name a user types ("int4wo-64", "float8dq-row") → a format for random weights.
+FormatChoice format_from_scheme(const std::string& scheme);
+
+struct GpuLinear {
+  FormatChoice f;
+  int64_t N = 0, K = 0;
+  void* w = nullptr;    // bf16 [N, K] | int8 / e4m3 bytes [N, K] | int4 packed (GPU layout)
+  void* aux = nullptr;  // float scale [N] | int4 (scale, zero) words
+  int64_t bytes() const;  // what one decode step reads: codes plus qparams
+};
+
+GpuLinear allocate_linear(DeviceArena& arena, const FormatChoice& f, int64_t N, int64_t K);
+// Writes CPU weight `src` (any layout) into rows [n0, n0 + src.out_features()) of dst, converted to
+// dst's format (which must be choose_format(src), or bf16). int4 rows start on a 16-row tile.
+void upload_rows(GpuLinear& dst, int64_t n0, const quant::LinearWeight& src, cudaStream_t stream);
+// Fills dst with random N(0, std) bf16 weights quantized to its format on the device.
+void randomize(GpuLinear& dst, uint64_t seed, float std, cudaStream_t stream);
+
+// Runs products on one stream; owns the cuBLAS handle and the scratch buffers.
+class LinearExec {
+ public:
+  // max_rows: most rows of x; max_k / max_n: largest in/out features; wscratch_bytes: bf16 weight
+  // rows dequantized per cuBLAS call (0 when every weight is bf16).
+  LinearExec(DeviceArena& arena, cudaStream_t stream, int max_rows, int64_t max_k, int64_t max_n,
+             size_t wscratch_bytes, bool pdl);
+  ~LinearExec();
+  LinearExec(const LinearExec&) = delete;
+  LinearExec& operator=(const LinearExec&) = delete;
+
+  // y[m, 0:N] = x[m] · Wᵀ for m < M; x bf16 [M, K]; y bf16 or float32 with row stride ldy.
+  void run(const GpuLinear& L, const void* x, int M, void* y, int64_t ldy, bool y_f32 = false);
+
+ private:
+  void gemm(const void* x, const void* w, int M, int64_t n, int64_t K, void* y, int64_t ldy,
+            bool y_f32);
+
+  cudaStream_t stream_;
+  cublasHandle_t handle_ = nullptr;
+  bool pdl_;
+  int max_rows_;
+  int64_t max_k_;
+  void* dq_ws_ = nullptr;      // int8dq / float8dq activation codes (decode)
+  void* yscratch_ = nullptr;   // GEMV output when y has a row stride ≠ N
+  void* xscratch_ = nullptr;   // fake-quantized activations (prefill of the dq schemes)
+  void* wscratch_ = nullptr;
+  size_t wscratch_bytes_;
+};
+
+}  // namespace lowbit::gpu

@@ -1,0 +1,402 @@
+// The forward-pass kernels (src/kernels/cuda/llama_ops.h) against host references in double on odd
+// shapes: RMSNorm with the residual add, RoPE with the cache append, decode and prefill attention,
+// SwiGLU, argmax, weight dequantization, the int4 repack (bit-exact against pack_int4), the dynamic
+// activation math, and the random-weight quantizers. Needs a GPU (label `cuda`); skips without one.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/cuda/llama_ops.h"
+#include "kernels/cuda/weight_gemv.h"
+#include "lowbit/core/error.h"
+#include "lowbit/core/float_formats.h"
+
+namespace lowbit::cuda {
+namespace {
+
+bool have_gpu() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+#define REQUIRE_GPU() \
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device"
+
+template <typename T>
+struct Dev {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Dev(size_t count) : n(count) {
+    if (cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)) != cudaSuccess) throw Error("cudaMalloc failed");
+    cudaMemset(p, 0xff, std::max<size_t>(n, 1) * sizeof(T));  // poison: bf16 0xffff and float NaN
+  }
+  explicit Dev(const std::vector<T>& v) : Dev(v.size()) {
+    if (cudaMemcpy(p, v.data(), n * sizeof(T), cudaMemcpyHostToDevice) != cudaSuccess) throw Error("copy failed");
+  }
+  ~Dev() { cudaFree(p); }
+  Dev(const Dev&) = delete;
+  std::vector<T> get() const {
+    if (cudaDeviceSynchronize() != cudaSuccess) throw Error("kernel failed");
+    std::vector<T> v(n);
+    if (cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost) != cudaSuccess) throw Error("copy failed");
+    return v;
+  }
+};
+
+// Random bf16 values: the device form and the float values they stand for.
+struct Bf16Data {
+  std::vector<uint16_t> bits;
+  std::vector<float> f;
+};
+Bf16Data random_bf16_host(size_t n, std::mt19937& rng, float sd = 1.0f) {
+  std::normal_distribution<float> d(0.0f, sd);
+  Bf16Data r;
+  for (size_t i = 0; i < n; ++i) {
+    r.bits.push_back(f32_to_bf16(d(rng)));
+    r.f.push_back(bf16_to_f32(r.bits.back()));
+  }
+  return r;
+}
+
+std::vector<float> floats(const std::vector<uint16_t>& b) {
+  std::vector<float> f(b.size());
+  for (size_t i = 0; i < b.size(); ++i) f[i] = bf16_to_f32(b[i]);
+  return f;
+}
+
+// Normalized squared error; a NaN (an unwritten output) is a failure.
+double nmse(const std::vector<float>& got, const std::vector<double>& ref) {
+  EXPECT_EQ(got.size(), ref.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (std::isnan(got[i])) return INFINITY;
+    num += (got[i] - ref[i]) * (got[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return num / std::max(den, 1e-30);
+}
+
+TEST(LlamaOps, AddRmsnormWithRowSelection) {
+  REQUIRE_GPU();
+  std::mt19937 rng(1);
+  const int rows = 6, D = 320, M = 3, step = 2, off = 1;
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x(rows * D), w(D);
+  for (auto& v : x) v = d(rng);
+  for (auto& v : w) v = 1.0f + 0.1f * d(rng);
+  const Bf16Data delta = random_bf16_host(rows * D, rng);
+  Dev<float> dx(x), dw(w);
+  Dev<uint16_t> ddelta(delta.bits), dout(M * D);
+  add_rmsnorm(dx.p, ddelta.p, dw.p, dout.p, M, D, 1e-5f, step, off, nullptr);
+  const auto gx = dx.get();
+  const auto out = floats(dout.get());
+  std::vector<double> ref(M * D);
+  for (int r = 0; r < M; ++r) {
+    const int i = r * step + off;
+    double ss = 0;
+    for (int k = 0; k < D; ++k) {
+      const float v = x[i * D + k] + delta.f[i * D + k];
+      EXPECT_EQ(gx[i * D + k], v);
+      ss += double(v) * v;
+    }
+    const double inv = 1.0 / std::sqrt(ss / D + 1e-5);
+    for (int k = 0; k < D; ++k) ref[r * D + k] = w[k] * (x[i * D + k] + delta.f[i * D + k]) * inv;
+  }
+  for (int r = 0; r < rows; ++r) {  // rows not selected stay as they were
+    if (r % step == off) continue;
+    for (int k = 0; k < D; ++k) EXPECT_EQ(gx[r * D + k], x[r * D + k]);
+  }
+  EXPECT_LT(nmse(out, ref), 1e-5);
+}
+
+class RopeTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(RopeTest, RotatesAndAppends) {
+  REQUIRE_GPU();
+  const int HD = GetParam(), H = 6, KV = 2, M = 4, cap = 80000, rows_per_seq = 2;
+  std::mt19937 rng(HD);
+  const Bf16Data qkv = random_bf16_host(static_cast<size_t>(M) * (H + 2 * KV) * HD, rng);
+  std::vector<int32_t> pos = {3, 1000, 0, 79999};
+  std::vector<float> inv(HD / 2);
+  for (int i = 0; i < HD / 2; ++i) inv[i] = 1.0f / std::pow(500000.0f, float(2 * i) / float(HD));
+  const size_t cache = static_cast<size_t>(2) * KV * cap * HD;
+  Dev<uint16_t> dqkv(qkv.bits), dq(static_cast<size_t>(M) * H * HD), dk(cache), dv(cache);
+  Dev<int32_t> dpos(pos);
+  Dev<float> dinv(inv);
+  rope_kv_append({dqkv.p, dq.p, dk.p, dv.p, dpos.p, dinv.p, M, H, KV, HD, cap, rows_per_seq}, nullptr);
+  const auto q = floats(dq.get());
+  const auto kc = dk.get(), vc = dv.get();
+  std::vector<float> got;
+  std::vector<double> ref;
+  const int row = (H + 2 * KV) * HD, half = HD / 2;
+  for (int r = 0; r < M; ++r) {
+    const int seq = r / rows_per_seq;
+    for (int h = 0; h < H + KV; ++h)
+      for (int i = 0; i < half; ++i) {
+        const float angle = static_cast<float>(pos[r]) * inv[i];
+        const double c = std::cos(double(angle)), s = std::sin(double(angle));
+        const double a = qkv.f[r * row + h * HD + i], b = qkv.f[r * row + h * HD + i + half];
+        ref.push_back(a * c - b * s);
+        ref.push_back(b * c + a * s);
+        const size_t ci = ((size_t(seq) * KV + (h - H)) * cap + pos[r]) * HD;
+        if (h < H) {
+          got.push_back(q[(r * H + h) * HD + i]);
+          got.push_back(q[(r * H + h) * HD + i + half]);
+        } else {
+          got.push_back(bf16_to_f32(kc[ci + i]));
+          got.push_back(bf16_to_f32(kc[ci + i + half]));
+        }
+      }
+    for (int h = 0; h < KV; ++h)
+      for (int d = 0; d < HD; ++d)
+        EXPECT_EQ(vc[((size_t(seq) * KV + h) * cap + pos[r]) * HD + d], qkv.bits[r * row + (H + KV + h) * HD + d]);
+  }
+  EXPECT_LT(nmse(got, ref), 1e-5);
+}
+INSTANTIATE_TEST_SUITE_P(HeadDims, RopeTest, ::testing::Values(64, 128));
+
+struct AttnShape {
+  int HD, H, KV;
+};
+class AttentionTest : public ::testing::TestWithParam<AttnShape> {};
+
+// Reference attention of one query row over positions 0 .. last of a cache row block.
+void attend(const float* q, const std::vector<float>& K, const std::vector<float>& V, size_t base, int last, int HD,
+            double* out) {
+  std::vector<double> s(last + 1);
+  double mx = -INFINITY;
+  for (int p = 0; p <= last; ++p) {
+    double d = 0;
+    for (int e = 0; e < HD; ++e) d += double(q[e]) * K[base + size_t(p) * HD + e];
+    s[p] = d / std::sqrt(double(HD));
+    mx = std::max(mx, s[p]);
+  }
+  double sum = 0;
+  for (auto& v : s) sum += v = std::exp(v - mx);
+  for (int e = 0; e < HD; ++e) {
+    double o = 0;
+    for (int p = 0; p <= last; ++p) o += s[p] * V[base + size_t(p) * HD + e];
+    out[e] = o / sum;
+  }
+}
+
+TEST_P(AttentionTest, DecodeSplitsMatchReference) {
+  REQUIRE_GPU();
+  const auto [HD, H, KV] = GetParam();
+  const int B = 3, cap = 300, splits = 7;
+  std::mt19937 rng(HD * 100 + H);
+  const Bf16Data q = random_bf16_host(size_t(B) * H * HD, rng);
+  const Bf16Data k = random_bf16_host(size_t(B) * KV * cap * HD, rng), v = random_bf16_host(k.f.size(), rng);
+  const std::vector<int32_t> pos = {0, 37, 299};
+  Dev<uint16_t> dq(q.bits), dk(k.bits), dv(v.bits), dout(size_t(B) * H * HD);
+  Dev<int32_t> dpos(pos);
+  Dev<float> ws(attention_decode_workspace_floats(B, H, HD, splits));
+  const float scale = 1.0f / std::sqrt(float(HD));
+  attention_decode({dq.p, dk.p, dv.p, dpos.p, dout.p, ws.p, ws.p + size_t(B) * H * splits * HD, B, H, KV, HD, cap,
+                    splits, scale},
+                   nullptr);
+  const auto got = floats(dout.get());
+  std::vector<double> ref(got.size());
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < H; ++h)
+      attend(&q.f[(size_t(b) * H + h) * HD], k.f, v.f, (size_t(b) * KV + h / (H / KV)) * cap * HD, pos[b], HD,
+             &ref[(size_t(b) * H + h) * HD]);
+  EXPECT_LT(nmse(got, ref), 1e-4);
+}
+
+TEST_P(AttentionTest, PrefillCausalMatchesReference) {
+  REQUIRE_GPU();
+  const auto [HD, H, KV] = GetParam();
+  const int B = 2, T = 45, p0 = 7, cap = 60;
+  std::mt19937 rng(HD * 7 + H);
+  const Bf16Data q = random_bf16_host(size_t(B) * T * H * HD, rng);
+  const Bf16Data k = random_bf16_host(size_t(B) * KV * cap * HD, rng), v = random_bf16_host(k.f.size(), rng);
+  Dev<uint16_t> dq(q.bits), dk(k.bits), dv(v.bits), dout(size_t(B) * T * H * HD);
+  attention_prefill({dq.p, dk.p, dv.p, dout.p, B, T, p0, H, KV, HD, cap, 1.0f / std::sqrt(float(HD))}, nullptr);
+  const auto got = floats(dout.get());
+  std::vector<double> ref(got.size());
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < T; ++t)
+      for (int h = 0; h < H; ++h) {
+        const size_t r = ((size_t(b) * T + t) * H + h) * HD;
+        attend(&q.f[r], k.f, v.f, (size_t(b) * KV + h / (H / KV)) * cap * HD, p0 + t, HD, &ref[r]);
+      }
+  EXPECT_LT(nmse(got, ref), 1e-4);
+}
+INSTANTIATE_TEST_SUITE_P(Shapes, AttentionTest,
+                         ::testing::Values(AttnShape{128, 8, 2}, AttnShape{64, 4, 2}, AttnShape{128, 8, 1},
+                                           AttnShape{64, 3, 3}));
+
+TEST(LlamaOps, Swiglu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(3);
+  const int M = 3, F = 200;
+  const Bf16Data gu = random_bf16_host(size_t(M) * 2 * F, rng, 3.0f);
+  Dev<uint16_t> dgu(gu.bits), dh(size_t(M) * F);
+  swiglu(dgu.p, dh.p, M, F, nullptr);
+  const auto got = floats(dh.get());
+  std::vector<double> ref(got.size());
+  for (int m = 0; m < M; ++m)
+    for (int j = 0; j < F; ++j) {
+      const double g = gu.f[m * 2 * F + j], u = gu.f[m * 2 * F + F + j];
+      ref[m * F + j] = g / (1 + std::exp(-g)) * u;
+    }
+  EXPECT_LT(nmse(got, ref), 1e-5);
+}
+
+TEST(LlamaOps, ArgmaxAdvanceTakesTheFirstMaximum) {
+  REQUIRE_GPU();
+  const int B = 3, V = 1001;
+  std::mt19937 rng(4);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> logits(size_t(B) * V);
+  for (auto& v : logits) v = bf16_to_f32(f32_to_bf16(d(rng)));
+  logits[0 * V + 999] = 9.0f;
+  logits[1 * V + 17] = logits[1 * V + 800] = 9.0f;  // a tie: the lower index wins
+  logits[2 * V + 0] = 9.0f;
+  std::vector<uint16_t> l16(logits.size());
+  for (size_t i = 0; i < l16.size(); ++i) l16[i] = f32_to_bf16(logits[i]);
+  for (bool f32 : {true, false}) {
+    Dev<float> dl(logits);
+    Dev<uint16_t> dl16(l16);
+    Dev<int32_t> tok(B), pos(std::vector<int32_t>{5, 6, 7}), n(std::vector<int32_t>{0, 1, 0}), hist(size_t(B) * 4);
+    argmax_advance(f32 ? static_cast<const void*>(dl.p) : dl16.p, f32, V, B, V, tok.p, pos.p, hist.p, n.p, 4,
+                   nullptr);
+    EXPECT_EQ(tok.get(), (std::vector<int32_t>{999, 17, 0}));
+    EXPECT_EQ(pos.get(), (std::vector<int32_t>{6, 7, 8}));
+    EXPECT_EQ(n.get(), (std::vector<int32_t>{1, 2, 1}));
+    const auto h = hist.get();
+    EXPECT_EQ(h[0], 999);
+    EXPECT_EQ(h[4 + 1], 17);
+    EXPECT_EQ(h[8], 0);
+  }
+}
+
+// The CPU layout's chunk order (byte j of a 64-weight chunk: weight j low, weight j + 32 high).
+std::vector<uint8_t> cpu_chunks(const std::vector<int32_t>& q, int N, int K) {
+  std::vector<uint8_t> out(size_t(N) * K / 2);
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < K; c += 64)
+      for (int j = 0; j < 32; ++j)
+        out[size_t(n) * K / 2 + c / 2 + j] = uint8_t(q[size_t(n) * K + c + j] | q[size_t(n) * K + c + j + 32] << 4);
+  return out;
+}
+
+TEST(LlamaOps, Int4RepackIsPackInt4AndDequantizes) {
+  REQUIRE_GPU();
+  const int N = 40, K = 192, G = 64, groups = K / G;
+  std::mt19937 rng(5);
+  std::vector<int32_t> q(size_t(N) * K);
+  for (auto& v : q) v = int(rng() % 16);
+  std::vector<uint16_t> s(size_t(N) * groups), z(s.size());
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (size_t i = 0; i < s.size(); ++i) {
+    s[i] = f32_to_bf16(0.01f + std::fabs(d(rng)) * 0.01f);
+    z[i] = f32_to_bf16(d(rng) * 0.02f);
+  }
+  std::vector<uint8_t> packed(int4_packed_bytes(N, K)), qp(int4_qparam_bytes(N, K, G));
+  pack_int4(q.data(), s.data(), z.data(), N, K, G, packed.data(), qp.data());
+  Dev<uint8_t> dcpu(cpu_chunks(q, N, K)), dpacked(packed.size()), dqp(qp.size());
+  Dev<uint16_t> ds(s), dz(z), dout(size_t(24) * K);
+  repack_int4(dcpu.p, ds.p, dz.p, N, K, G, dpacked.p, dqp.p, nullptr);
+  EXPECT_EQ(dpacked.get(), packed);
+  EXPECT_EQ(dqp.get(), qp);
+  dequant_rows_int4(dpacked.p, dqp.p, 16, 40, K, G, dout.p, nullptr);
+  const auto got = dout.get();
+  for (int n = 16; n < 40; ++n)
+    for (int k = 0; k < K; ++k) {
+      const size_t g = size_t(n) * groups + k / G;
+      const float want = std::fma(float(q[size_t(n) * K + k] - 8), bf16_to_f32(s[g]), bf16_to_f32(z[g]));
+      ASSERT_EQ(got[size_t(n - 16) * K + k], f32_to_bf16(want)) << n << " " << k;
+    }
+}
+
+TEST(LlamaOps, ByteFormatsDequantize) {
+  REQUIRE_GPU();
+  const int N = 21, K = 64;
+  std::mt19937 rng(6);
+  std::vector<int8_t> q(size_t(N) * K);
+  std::vector<uint8_t> e(q.size());
+  for (size_t i = 0; i < q.size(); ++i) {
+    q[i] = int8_t(int(rng() % 256) - 128);
+    e[i] = f32_to_e4m3(std::normal_distribution<float>(0, 50)(rng));
+  }
+  std::vector<float> scale(N);
+  for (auto& v : scale) v = 0.001f * float(1 + rng() % 100);
+  Dev<int8_t> dq(q);
+  Dev<uint8_t> de(e);
+  Dev<float> ds(scale);
+  Dev<uint16_t> out8(size_t(N - 3) * K), outf(size_t(N - 3) * K);
+  dequant_rows_int8(dq.p, ds.p, 3, N, K, out8.p, nullptr);
+  dequant_rows_float8(de.p, ds.p, 3, N, K, outf.p, nullptr);
+  const auto g8 = out8.get(), gf = outf.get();
+  for (int n = 3; n < N; ++n)
+    for (int k = 0; k < K; ++k) {
+      const size_t i = size_t(n) * K + k, o = size_t(n - 3) * K + k;
+      ASSERT_EQ(g8[o], f32_to_bf16(float(q[i]) * scale[n]));
+      ASSERT_EQ(gf[o], f32_to_bf16(e4m3_to_f32(e[i]) * scale[n]));
+    }
+}
+
+TEST(LlamaOps, FakeQuantizedActivations) {
+  REQUIRE_GPU();
+  const int M = 5, K = 192;
+  std::mt19937 rng(7);
+  const Bf16Data x = random_bf16_host(size_t(M) * K, rng);
+  Dev<uint16_t> dx(x.bits), o8(x.bits.size()), of(x.bits.size());
+  fake_quantize_rows_int8(dx.p, M, K, o8.p, nullptr);
+  fake_quantize_rows_float8(dx.p, M, K, of.p, nullptr);
+  const auto g8 = floats(o8.get()), gf = floats(of.get());
+  std::vector<double> r8(g8.size()), rf(gf.size());
+  for (int m = 0; m < M; ++m) {
+    float amax = 0;
+    for (int k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x.f[m * K + k]));
+    const float s8 = std::max(amax / 127.0f, 1e-5f), sf = amax / 448.0f;
+    for (int k = 0; k < K; ++k) {
+      const float v = x.f[m * K + k];
+      r8[m * K + k] = std::clamp(std::nearbyint(v * (1.0f / s8)), -127.0f, 127.0f) * s8;
+      rf[m * K + k] = e4m3_to_f32(f32_to_e4m3(v / sf)) * sf;
+    }
+  }
+  EXPECT_LT(nmse(g8, r8), 1e-5);  // bf16 rounding of q · scale only
+  EXPECT_LT(nmse(gf, rf), 1e-5);
+  // And the quantization itself is there: the error against x is that of 8-bit codes.
+  std::vector<double> xd(x.f.begin(), x.f.end());
+  EXPECT_GT(nmse(gf, xd), 1e-6);
+}
+
+// Every random format quantizes the same bf16 matrix: dequantized, it stays within its scheme's error.
+TEST(LlamaOps, RandomWeightsAreQuantizedBf16Weights) {
+  REQUIRE_GPU();
+  const int N = 50, K = 256, G = 64;
+  const uint64_t seed = 42;
+  Dev<uint16_t> w(size_t(N) * K), d8(w.n), df(w.n), d4(w.n);
+  Dev<int8_t> q8(w.n);
+  Dev<uint8_t> qf(w.n), p4(int4_packed_bytes(N, K)), qp4(int4_qparam_bytes(N, K, G));
+  Dev<float> s8(N), sf(N);
+  random_bf16(w.p, N, K, seed, 0.02f, nullptr);
+  random_int8(q8.p, s8.p, N, K, seed, 0.02f, nullptr);
+  random_float8(qf.p, sf.p, N, K, seed, 0.02f, nullptr);
+  random_int4(p4.p, qp4.p, N, K, G, seed, 0.02f, nullptr);
+  dequant_rows_int8(q8.p, s8.p, 0, N, K, d8.p, nullptr);
+  dequant_rows_float8(qf.p, sf.p, 0, N, K, df.p, nullptr);
+  dequant_rows_int4(p4.p, qp4.p, 0, N, K, G, d4.p, nullptr);
+  const auto wf = floats(w.get());
+  const std::vector<double> ref(wf.begin(), wf.end());
+  double sd = 0;
+  for (double v : ref) sd += v * v;
+  sd = std::sqrt(sd / ref.size());
+  EXPECT_NEAR(sd, 0.02, 0.002);
+  EXPECT_LT(nmse(floats(d8.get()), ref), 1e-4);
+  EXPECT_LT(nmse(floats(df.get()), ref), 3e-3);
+  const double e4 = nmse(floats(d4.get()), ref);
+  EXPECT_LT(e4, 2e-2);
+  EXPECT_GT(e4, 1e-4);  // 4-bit codes, not a copy
+}
+
+}  // namespace
+}  // namespace lowbit::cuda
