@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <set>
 
 #include "algorithms/hqq.h"
@@ -49,6 +50,7 @@ GptqOptions gptq_options(const quant::Config& cfg, const AlgorithmOptions& o, co
   g.percdamp = o.percdamp;
   g.block_size = o.gptq_block;
   g.act_order = o.act_order;
+  g.clip_grid = o.clip_grid;
   if (const auto* c = std::get_if<quant::Int4WeightOnly>(&cfg)) {
     g.scheme = GptqScheme::Int4FloatZero;
     g.group_size = c->group_size;
@@ -63,6 +65,69 @@ GptqOptions gptq_options(const quant::Config& cfg, const AlgorithmOptions& o, co
   }
   return g;
 }
+
+// Σ over the rows v of w [n, K] of v·H·vᵀ; per-row values summed in order, so the result is deterministic.
+double quadratic_form_sum(const std::vector<float>& w, int64_t n, const std::vector<double>& H, int64_t K) {
+  std::vector<double> per_row(static_cast<size_t>(n));
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) {
+    const float* v = w.data() + r * K;
+    double s = 0;
+    for (int64_t i = 0; i < K; ++i) {
+      if (v[i] == 0) continue;
+      const double* hi = H.data() + i * K;
+      double t = 0;
+      for (int64_t j = 0; j < K; ++j) t += hi[j] * v[j];
+      s += v[i] * t;
+    }
+    per_row[static_cast<size_t>(r)] = s;
+  }
+  double total = 0;
+  for (const double x : per_row) total += x;
+  return total;
+}
+
+// GPTQ on at most `max_rows` output rows at a time. Rows are independent in GPTQ (they share only H), so
+// the codes and qparams are those of one call; the working memory (several float copies of the weight)
+// stays that of a block's Linear even for a large lm_head. The relative error is recombined exactly:
+// Σ rel_c·d_c / Σ d_c with d_c = tr(W_c H W_cᵀ).
+}  // namespace
+
+GptqResult gptq_in_row_chunks(const Tensor& w, const HessianAccumulator& H, const GptqOptions& g, int64_t max_rows) {
+  const int64_t N = w.size(0), K = w.size(1);
+  if (N <= max_rows) return gptq_quantize(w, H, g);
+  std::vector<GptqResult> parts;
+  double num = 0, den = 0;
+  for (int64_t r0 = 0; r0 < N; r0 += max_rows) {
+    const Tensor rows = w.slice(0, r0, std::min(N, r0 + max_rows)).contiguous();
+    parts.push_back(gptq_quantize(rows, H, g));
+    const double d = quadratic_form_sum(rows.to_f32_vector(), rows.size(0), H.h(), K);
+    num += parts.back().rel_output_error * d;
+    den += d;
+  }
+  auto concat = [&](Tensor GptqResult::*field) {
+    const Tensor& first = parts[0].*field;
+    if (!first.defined()) return Tensor();
+    Shape shape = first.shape();
+    shape[0] = N;
+    Tensor out = Tensor::empty(shape, first.dtype());
+    size_t at = 0;
+    for (const GptqResult& p : parts) {
+      const Tensor c = (p.*field).contiguous();
+      std::memcpy(static_cast<uint8_t*>(out.raw()) + at, c.raw(), c.nbytes());
+      at += c.nbytes();
+    }
+    return out;
+  };
+  GptqResult r;
+  r.q = concat(&GptqResult::q);
+  r.scale = concat(&GptqResult::scale);
+  r.zero = concat(&GptqResult::zero);
+  r.rel_output_error = den > 0 ? num / den : 0.0;
+  return r;
+}
+
+namespace {
 
 LinearPtr pack_gptq(const GptqResult& r, const GptqOptions& g) {
   switch (g.scheme) {
@@ -86,7 +151,11 @@ LinearPtr hqq_layer(const Tensor& w, const quant::Config& cfg, const std::string
 
 class Driver {
  public:
-  Driver(const QuantPlan& plan, const AlgorithmOptions& o) : plan_(plan), o_(o) {}
+  Driver(LlamaModel& m, const QuantPlan& plan, const AlgorithmOptions& o) : plan_(plan), o_(o) {
+    if (m.config.num_layers > 0)
+      for (const Slot& s : block_slots(m, 0))
+      max_block_linear_ = std::max(max_block_linear_, (*s.ptr)->out_features() * (*s.ptr)->in_features());
+  }
 
   // AWQ / SmoothQuant: channel scales for each foldable group of block l, folded into the weights.
   void scale_block(LlamaModel& m, int64_t l, const std::map<LinearSite, SiteStats>& stats) {
@@ -110,6 +179,8 @@ class Driver {
                                                               : smoothquant_scales(g, x, o_.smooth_alpha);
       fold_scales(g, s);
       for (quant::LinearPtr* p : g.linears) scaled_.insert(p);
+      if (o_.algorithm == Algorithm::Awq && o_.awq_clip)
+        for (size_t i = g.clip_from; i < g.linears.size(); ++i) awq_clip(g.linears[i], x, &s, *cfg);
     }
   }
 
@@ -131,7 +202,9 @@ class Driver {
         r.scheme += "+hqq";
       } else {
         const GptqOptions g = gptq_options(*cfg, o_, s.name);
-        const GptqResult res = gptq_quantize(w, *stats->hessian, g);
+        // Rows per GPTQ call: as many as the largest Linear of a block holds (a large lm_head is split).
+        const int64_t max_rows = std::max<int64_t>(16, max_block_linear_ / std::max<int64_t>(1, w.size(1)));
+        const GptqResult res = gptq_in_row_chunks(w, *stats->hessian, g, max_rows);
         r.rel_output_error = res.rel_output_error;
         *s.ptr = pack_gptq(res, g);
         r.scheme += "+gptq";
@@ -148,6 +221,7 @@ class Driver {
   const QuantPlan& plan_;
   const AlgorithmOptions& o_;
   std::set<const quant::LinearPtr*> scaled_;
+  int64_t max_block_linear_ = 0;  // elements of the largest Linear of a block
 };
 
 }  // namespace
@@ -182,7 +256,7 @@ std::vector<LayerReport> quantize_with_algorithm(LlamaModel& model, const QuantP
   const bool calibrated = needs_calibration(opt.algorithm);
   LB_CHECK(!calibrated || !windows.empty(), "{} needs calibration data (--calib FILE)", algorithm_name(opt.algorithm));
   check_plan(model, plan);
-  Driver d(plan, opt);
+  Driver d(model, plan, opt);
   std::vector<LayerReport> all;
   const int64_t L = model.config.num_layers;
   std::optional<BlockRunner> runner;

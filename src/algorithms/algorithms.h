@@ -21,6 +21,7 @@ struct AlgorithmOptions {
   Algorithm algorithm = Algorithm::Rtn;
   // GPTQ
   double percdamp = 0.01;
+  int clip_grid = 0;  // GptqOptions::clip_grid
   int gptq_block = 128;
   bool act_order = false;
   // SmoothQuant's migration strength; negative: searched per layer group on the calibration rows
@@ -28,6 +29,7 @@ struct AlgorithmOptions {
   // AWQ (and SmoothQuant's search): grid points for α, activation rows kept per site for the search
   int awq_grid = 20;
   int64_t awq_rows = 2048;
+  bool awq_clip = true;  // AWQ's per-group weight clipping after the scales (awq_clip)
   // Quantize the Linears of a block in the order data flows (q/k/v, then o with the quantized q/k/v's
   // output, then gate/up, then down), each calibrated on the inputs it will really see.
   bool sequential = true;
@@ -35,6 +37,11 @@ struct AlgorithmOptions {
 };
 
 class BlockCheckpoints;
+
+// gptq_quantize on at most `max_rows` output rows at a time, with the same codes and qparams as one call
+// (GPTQ's rows share only H) and the relative output error of the whole weight; bounds GPTQ's working
+// memory for a large lm_head.
+GptqResult gptq_in_row_chunks(const Tensor& w, const HessianAccumulator& H, const GptqOptions& g, int64_t max_rows);
 
 // Called after each transformer block (and once for lm_head, with block = number of layers); with
 // checkpoints, once the block is saved. An exception thrown here stops the run (a saved block stays saved).

@@ -4,6 +4,7 @@
 // kept tiny (4 windows of 128 tokens; 2 for AWQ).
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -12,6 +13,7 @@
 #include "../support/run.h"
 #include "../support/sotu.h"
 #include "../support/temp_dir.h"
+#include "algorithms/algorithms.h"
 #include "algorithms/resume.h"
 #include "lowbit/core/system.h"
 
@@ -124,6 +126,35 @@ TEST(Resume, JsonEventsPerBlockWithErrorsAndMemory) {
   const auto& done = ev.back();
   EXPECT_EQ(done["event"], "done");
   EXPECT_GE(done["peak_rss_bytes"].get<int64_t>(), done["peak_rss_blocks_bytes"].get<int64_t>());
+}
+
+// lm_head's GPTQ runs in row chunks to bound its memory: the same codes and qparams as one call.
+TEST(GptqRowChunks, SameCodesAsOneCallAndTheWholeError) {
+  const int64_t N = 100, K = 128;
+  std::vector<float> w(static_cast<size_t>(N * K)), x(static_cast<size_t>(300 * K));
+  uint64_t st = 12345;
+  auto rnd = [&] {
+    st = st * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<float>(static_cast<int64_t>(st >> 33) % 2001 - 1000) / 1000.0f;
+  };
+  for (auto& v : w) v = rnd() * 0.05f;
+  for (size_t i = 0; i < x.size(); ++i) x[i] = rnd() * (1.0f + static_cast<float>(i % K) / 16.0f);
+  HessianAccumulator H(K);
+  H.add(x.data(), 300);
+  const Tensor wt = Tensor::from_floats(w, {N, K}, DType::BF16);
+  for (const bool act_order : {false, true}) {
+    GptqOptions g;
+    g.scheme = GptqScheme::Int4FloatZero;
+    g.group_size = 64;
+    g.act_order = act_order;
+    const GptqResult one = gptq_quantize(wt, H, g);
+    const GptqResult chunked = gptq_in_row_chunks(wt, H, g, 16);
+    for (auto f : {&GptqResult::q, &GptqResult::scale, &GptqResult::zero}) {
+      ASSERT_EQ((one.*f).shape(), (chunked.*f).shape());
+      EXPECT_EQ(std::memcmp((one.*f).raw(), (chunked.*f).raw(), (one.*f).nbytes()), 0);
+    }
+    EXPECT_NEAR(chunked.rel_output_error, one.rel_output_error, 1e-6 * one.rel_output_error);
+  }
 }
 
 TEST(ReleaseMappedPages, DropsAMappedWeightAndLeavesOtherMemoryAlone) {
