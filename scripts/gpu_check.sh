@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one script for the GPU machine: device state, the CUDA tests (kernels and the forward pass on
-# the real model), `lowbit bench --device cuda` on Llama-3.1-8B shapes, and the decode-kernel sweep.
+# the real model), `lowbit bench --device cuda` on Llama-3.1-8B shapes (batch 1 and 4), `lowbit
+# generate` and `lowbit ppl --device cuda` on the real model, and the decode-kernel sweep.
 #
 # Build on the CPU machine (binaries built there run on the GPU machine; libstdc++ is static):
 #   cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release
@@ -8,7 +9,7 @@
 # and put into one folder (git-ignored carry/): the binaries (optionally xz-compressed, *.xz), the model
 # sotu-llama-23m/ (or sotu-llama-23m.tar.xz) and validation.txt; then on the GPU machine:
 #   bash scripts/gpu_check.sh carry [--quick]
-# --quick: the bench measures bf16 and int4wo-64 only, and the kernel sweep is skipped.
+# --quick: the bench measures bf16 and int4wo-64 at batch 1 only, and the kernel sweep is skipped.
 # Logs (tests.log, bench_cuda.txt, bench.txt, bench_full.txt, sass.txt.gz) go to $OUT when set, else to
 # the binaries' folder. Exit status: nonzero if any step failed.
 set -uo pipefail
@@ -72,6 +73,21 @@ SCHEMES=bf16,int8wo,int4wo-64,float8wo,float8dq-row,int8dq
 cuda_bench_rc=$?
 cat "$LOG/bench_cuda.txt"
 
+if [ "$QUICK" = 0 ]; then
+  echo "== lowbit bench --device cuda --batch 4"
+  "$BIN/lowbit" bench --device cuda --arch llama-3.1-8b --quant bf16,int4wo-64,int8dq -n 100 --prompt-len 128 \
+    --batch 4 >"$LOG/bench_cuda_b4.txt" 2>&1 || cuda_bench_rc=1
+  cat "$LOG/bench_cuda_b4.txt"
+fi
+
+echo "== lowbit generate / ppl --device cuda (real model)"
+cli_rc=0
+"$BIN/lowbit" generate --model "$LOWBIT_MODEL_DIR" --device cuda --temperature 0 -n 40 \
+  -p "Mr. Speaker, the state of our union" 2>&1 || cli_rc=1
+"$BIN/lowbit" ppl --model "$LOWBIT_MODEL_DIR" --device cuda --quant int4wo-64 --text "$LOWBIT_TEXT" --limit 16 -q \
+  2>&1 || cli_rc=1
+"$BIN/lowbit" ppl --model "$LOWBIT_MODEL_DIR" --quant int4wo-64 --text "$LOWBIT_TEXT" --limit 16 -q 2>&1 || cli_rc=1
+
 bench_rc=0
 if [ "$QUICK" = 0 ] && [ -x "$BIN/lowbit_gemv_bench" ]; then
   if command -v cuobjdump >/dev/null; then
@@ -83,5 +99,5 @@ if [ "$QUICK" = 0 ] && [ -x "$BIN/lowbit_gemv_bench" ]; then
   cat "$LOG/bench.txt"
 fi
 rm -rf "$WORK"
-echo "== tests rc=$test_rc, bench --device cuda rc=$cuda_bench_rc, kernel benchmark rc=$bench_rc"
-[ "$test_rc" -eq 0 ] && [ "$cuda_bench_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+echo "== tests rc=$test_rc, bench --device cuda rc=$cuda_bench_rc, generate/ppl rc=$cli_rc, kernel benchmark rc=$bench_rc"
+[ "$test_rc" -eq 0 ] && [ "$cuda_bench_rc" -eq 0 ] && [ "$cli_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]

@@ -255,7 +255,8 @@ TEST(LlamaGpuRandom, EverySchemeRuns) {
   c.head_dim = 32 * 4;
   c.hidden_size = c.num_heads * c.head_dim;
   c.max_position = 256;
-  for (const char* s : {"bf16", "int8wo", "int8dq", "float8wo", "float8dq-row", "int4wo-32", "int4wo-128"}) {
+  for (const char* s :
+       {"bf16", "int8wo", "int8dq", "float8wo", "float8dq-row", "float8dq-tensor", "int4wo-32", "int4wo-128"}) {
     GpuOptions go;
     go.max_batch = 2;
     go.max_seq = 64;

@@ -113,6 +113,31 @@ TEST(LlamaOps, AddRmsnormWithRowSelection) {
   EXPECT_LT(nmse(out, ref), 1e-5);
 }
 
+// (cos, sin) of float32 angles pos · θ^(−2i/HD), in double: the model's table.
+std::vector<float> rope_table(int positions, int HD, float theta) {
+  const int half = HD / 2;
+  std::vector<float> t(size_t(positions) * half * 2);
+  for (int p = 0; p < positions; ++p)
+    for (int i = 0; i < half; ++i) {
+      const float angle = float(p) * (1.0f / std::pow(theta, float(2 * i) / float(HD)));
+      t[(size_t(p) * half + i) * 2] = float(std::cos(double(angle)));
+      t[(size_t(p) * half + i) * 2 + 1] = float(std::sin(double(angle)));
+    }
+  return t;
+}
+
+// Rotate-half of one head in float, as the kernels do it.
+std::vector<float> rotated(const float* x, const std::vector<float>& table, int pos, int HD) {
+  const int half = HD / 2;
+  std::vector<float> y(HD);
+  for (int i = 0; i < half; ++i) {
+    const float c = table[(size_t(pos) * half + i) * 2], s = table[(size_t(pos) * half + i) * 2 + 1];
+    y[i] = x[i] * c - x[i + half] * s;
+    y[i + half] = x[i + half] * c + x[i] * s;
+  }
+  return y;
+}
+
 class RopeTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(RopeTest, RotatesAndAppends) {
@@ -121,13 +146,12 @@ TEST_P(RopeTest, RotatesAndAppends) {
   std::mt19937 rng(HD);
   const Bf16Data qkv = random_bf16_host(static_cast<size_t>(M) * (H + 2 * KV) * HD, rng);
   std::vector<int32_t> pos = {3, 1000, 0, 79999};
-  std::vector<float> inv(HD / 2);
-  for (int i = 0; i < HD / 2; ++i) inv[i] = 1.0f / std::pow(500000.0f, float(2 * i) / float(HD));
+  const std::vector<float> table = rope_table(cap, HD, 500000.0f);
   const size_t cache = static_cast<size_t>(2) * KV * cap * HD;
   Dev<uint16_t> dqkv(qkv.bits), dq(static_cast<size_t>(M) * H * HD), dk(cache), dv(cache);
   Dev<int32_t> dpos(pos);
-  Dev<float> dinv(inv);
-  rope_kv_append({dqkv.p, dq.p, dk.p, dv.p, dpos.p, dinv.p, M, H, KV, HD, cap, rows_per_seq}, nullptr);
+  Dev<float> drope(table);
+  rope_kv_append({dqkv.p, dq.p, dk.p, dv.p, dpos.p, drope.p, M, H, KV, HD, cap, rows_per_seq}, nullptr);
   const auto q = floats(dq.get());
   const auto kc = dk.get(), vc = dv.get();
   std::vector<float> got;
@@ -137,8 +161,7 @@ TEST_P(RopeTest, RotatesAndAppends) {
     const int seq = r / rows_per_seq;
     for (int h = 0; h < H + KV; ++h)
       for (int i = 0; i < half; ++i) {
-        const float angle = static_cast<float>(pos[r]) * inv[i];
-        const double c = std::cos(double(angle)), s = std::sin(double(angle));
+        const double c = table[(size_t(pos[r]) * half + i) * 2], s = table[(size_t(pos[r]) * half + i) * 2 + 1];
         const double a = qkv.f[r * row + h * HD + i], b = qkv.f[r * row + h * HD + i + half];
         ref.push_back(a * c - b * s);
         ref.push_back(b * c + a * s);
@@ -184,28 +207,53 @@ void attend(const float* q, const std::vector<float>& K, const std::vector<float
   }
 }
 
-TEST_P(AttentionTest, DecodeSplitsMatchReference) {
+// The fused decode kernel: RoPE of q and the new k, the append at pos, split attention, the merge.
+TEST_P(AttentionTest, DecodeRotatesAppendsAndMatchesReference) {
   REQUIRE_GPU();
   const auto [HD, H, KV] = GetParam();
-  const int B = 3, cap = 300, splits = 7;
+  const int B = 3, cap = 300, splits = 7, row = (H + 2 * KV) * HD;
   std::mt19937 rng(HD * 100 + H);
-  const Bf16Data q = random_bf16_host(size_t(B) * H * HD, rng);
-  const Bf16Data k = random_bf16_host(size_t(B) * KV * cap * HD, rng), v = random_bf16_host(k.f.size(), rng);
+  const Bf16Data qkv = random_bf16_host(size_t(B) * row, rng);
+  Bf16Data k = random_bf16_host(size_t(B) * KV * cap * HD, rng), v = random_bf16_host(k.f.size(), rng);
   const std::vector<int32_t> pos = {0, 37, 299};
-  Dev<uint16_t> dq(q.bits), dk(k.bits), dv(v.bits), dout(size_t(B) * H * HD);
+  const std::vector<float> table = rope_table(cap, HD, 10000.0f);
+  Dev<uint16_t> dqkv(qkv.bits), dk(k.bits), dv(v.bits), dout(size_t(B) * H * HD);
   Dev<int32_t> dpos(pos);
-  Dev<float> ws(attention_decode_workspace_floats(B, H, HD, splits));
-  const float scale = 1.0f / std::sqrt(float(HD));
-  attention_decode({dq.p, dk.p, dv.p, dpos.p, dout.p, ws.p, ws.p + size_t(B) * H * splits * HD, B, H, KV, HD, cap,
-                    splits, scale},
-                   nullptr);
+  Dev<float> ws(attention_decode_workspace_floats(B, H, HD, splits)), drope(table);
+  Dev<unsigned> counters(std::vector<unsigned>(size_t(B) * KV, 0u));
+  const DecodeAttnArgs args{dqkv.p, drope.p, dk.p, dv.p, dpos.p, dout.p, ws.p, ws.p + size_t(B) * H * splits * HD,
+                            counters.p, B, H, KV, HD, cap, splits, 1.0f / std::sqrt(float(HD))};
+  attention_decode(args, nullptr);
   const auto got = floats(dout.get());
+  const auto kc = floats(dk.get());
+  const auto vc = dv.get();
+  // The reference cache: the new rotated key and value at pos.
+  std::vector<float> want_k;
+  std::vector<double> ref_k;
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < KV; ++h) {
+      const size_t at = ((size_t(b) * KV + h) * cap + pos[b]) * HD;
+      const std::vector<float> kr = rotated(&qkv.f[size_t(b) * row + (H + h) * HD], table, pos[b], HD);
+      for (int d = 0; d < HD; ++d) {
+        k.f[at + d] = bf16_to_f32(f32_to_bf16(kr[d]));
+        v.f[at + d] = qkv.f[size_t(b) * row + (H + KV + h) * HD + d];
+        want_k.push_back(kc[at + d]);
+        ref_k.push_back(kr[d]);
+        ASSERT_EQ(vc[at + d], qkv.bits[size_t(b) * row + (H + KV + h) * HD + d]);
+      }
+    }
+  EXPECT_LT(nmse(want_k, ref_k), 1e-5);
   std::vector<double> ref(got.size());
   for (int b = 0; b < B; ++b)
-    for (int h = 0; h < H; ++h)
-      attend(&q.f[(size_t(b) * H + h) * HD], k.f, v.f, (size_t(b) * KV + h / (H / KV)) * cap * HD, pos[b], HD,
-             &ref[(size_t(b) * H + h) * HD]);
+    for (int h = 0; h < H; ++h) {
+      const std::vector<float> q = rotated(&qkv.f[size_t(b) * row + h * HD], table, pos[b], HD);
+      attend(q.data(), k.f, v.f, (size_t(b) * KV + h / (H / KV)) * cap * HD, pos[b], HD, &ref[(size_t(b) * H + h) * HD]);
+    }
   EXPECT_LT(nmse(got, ref), 1e-4);
+  // The merge counters are back at zero: a second call (a graph replay) gives the same output.
+  EXPECT_EQ(counters.get(), std::vector<unsigned>(size_t(B) * KV, 0u));
+  attention_decode(args, nullptr);
+  EXPECT_EQ(floats(dout.get()), got);
 }
 
 TEST_P(AttentionTest, PrefillCausalMatchesReference) {
@@ -361,6 +409,30 @@ TEST(LlamaOps, FakeQuantizedActivations) {
       r8[m * K + k] = std::clamp(std::nearbyint(v * (1.0f / s8)), -127.0f, 127.0f) * s8;
       rf[m * K + k] = e4m3_to_f32(f32_to_e4m3(v / sf)) * sf;
     }
+  }
+  // float8dq-tensor: one scale for all rows; codes for the decode product and bf16 values for prefill.
+  {
+    float amax = 0;
+    for (float v : x.f) amax = std::max(amax, std::fabs(v));
+    const float st = amax / 448.0f;
+    Dev<unsigned> damax(1);
+    Dev<uint8_t> xq(x.bits.size());
+    Dev<float> xs(M);
+    Dev<uint16_t> ot(x.bits.size());
+    quantize_tensor_float8(dx.p, M, K, damax.p, xq.p, xs.p, nullptr);
+    const auto codes = xq.get();
+    EXPECT_EQ(xs.get(), std::vector<float>(M, st));
+    fake_quantize_tensor_float8(dx.p, M, K, damax.p, ot.p, nullptr);
+    const auto gt = floats(ot.get());
+    std::vector<double> rt(gt.size());
+    int code_diff = 0;
+    for (size_t i = 0; i < x.f.size(); ++i) {
+      const uint8_t c = f32_to_e4m3(x.f[i] / st);
+      code_diff += c != codes[i];
+      rt[i] = e4m3_to_f32(c) * st;
+    }
+    EXPECT_LE(code_diff, 2);  // rounding of x / scale at a tie, at most
+    EXPECT_LT(nmse(gt, rt), 1e-5);
   }
   EXPECT_LT(nmse(g8, r8), 1e-5);  // bf16 rounding of q · scale only
   EXPECT_LT(nmse(gf, rf), 1e-5);

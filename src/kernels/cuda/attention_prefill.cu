@@ -17,6 +17,8 @@ __global__ void __launch_bounds__(kRows * 32) prefill_kernel(const PrefillAttnAr
   __shared__ uint32_t ks[kTile][KS];
   __shared__ __align__(16) __nv_bfloat16 vs[kTile][HD];
   __shared__ float qs[kRows][HD];
+  ops::wait_prior();
+  ops::allow_dependents();
   const int h = blockIdx.y, b = blockIdx.z, kvh = h / (a.H / a.KV);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int t = blockIdx.x * kRows + warp;
@@ -93,12 +95,11 @@ void attention_prefill(const PrefillAttnArgs& a, cudaStream_t stream) {
            a.H, a.KV, a.cap);
   const dim3 grid((a.T + kRows - 1) / kRows, a.H, a.B);
   if (a.HD == 128)
-    prefill_kernel<128><<<grid, kRows * 32, 0, stream>>>(a);
+    ops::launch("attention_prefill", prefill_kernel<128>, grid, kRows * 32, 0, stream, a);
   else if (a.HD == 64)
-    prefill_kernel<64><<<grid, kRows * 32, 0, stream>>>(a);
+    ops::launch("attention_prefill", prefill_kernel<64>, grid, kRows * 32, 0, stream, a);
   else
     fail("attention_prefill: head_dim {} (supported: 64, 128)", a.HD);
-  ops::check_launch("attention_prefill");
 }
 
 }  // namespace lowbit::cuda

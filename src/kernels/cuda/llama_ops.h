@@ -21,6 +21,11 @@ typedef struct CUstream_st* cudaStream_t;
 
 namespace lowbit::cuda {
 
+// Launch the kernels below with programmatic dependent launch (sm_90; off by default): a kernel's
+// launch overlaps the end of the previous one. Process-wide; the GPU model sets it from its options.
+void set_programmatic_launch(bool on);
+bool programmatic_launch();
+
 // x[r, :] = float(table[tokens[r], :]) for r < M; table bf16 [vocab, D]. Token ids outside
 // [0, vocab) give a zero row (the host checks ids before they reach the device).
 void embed_rows(const void* table, int64_t vocab, const int32_t* tokens, int M, int D, float* x,
@@ -32,35 +37,44 @@ void embed_rows(const void* table, int64_t vocab, const int32_t* tokens, int M, 
 void add_rmsnorm(float* x, const void* delta, const float* w, void* out, int M, int D, float eps,
                  int row_step, int row_off, cudaStream_t stream);
 
+// RoPE uses a table of (cos, sin) per position and frequency, rope[pos][i][2] for i < HD/2: the
+// float32 angle pos · inv_freq[i] (Hugging Face's float32 inverse frequencies, llama3 scaling
+// applied) with cos and sin taken in double, as transformers and the CPU runner compute them. The
+// host builds it once; kernels only read it. Rotation is Hugging Face's rotate-half: pairs (i, i + HD/2).
+
 struct RopeKvArgs {
   const void* qkv;         // bf16 [M, (H + 2 KV) · HD]: q heads, then k heads, then v heads
   void* q_out;             // bf16 [M, H · HD]: rotated queries
   void* k_cache;           // this layer's keys  [seqs][KV][cap][HD]
   void* v_cache;           // this layer's values, same shape
   const int32_t* pos;      // [M] position of each row
-  const float* inv_freq;   // [HD / 2] (Hugging Face float32 values, llama3 scaling applied)
+  const float* rope;       // [cap][HD / 2][2]
   int M, H, KV, HD, cap;
   int rows_per_seq;        // row r belongs to sequence r / rows_per_seq
 };
-// Rotary embedding (Hugging Face rotate-half: pairs (i, i + HD/2)) of q and k at each row's
-// position, angle = float(pos · inv_freq[i]) with cos/sin in double as the CPU runner computes them;
-// rotated keys and the values are written into the cache at (sequence, position).
+// Prefill: q and k rotated at each row's position; rotated keys and the values are written into the
+// cache at (sequence, position).
 void rope_kv_append(const RopeKvArgs& a, cudaStream_t stream);
 
 struct DecodeAttnArgs {
-  const void* q;          // bf16 [B, H · HD] (rotated)
-  const void* k_cache;    // this layer, [seqs][KV][cap][HD]
-  const void* v_cache;
-  const int32_t* pos;     // [B]: sequence b attends to positions 0 .. pos[b]
+  const void* qkv;        // bf16 [B, (H + 2 KV) · HD]: this step's q/k/v, not yet rotated
+  const float* rope;      // [cap][HD / 2][2]
+  void* k_cache;          // this layer, [seqs][KV][cap][HD]; position pos[b] is written here
+  void* v_cache;
+  const int32_t* pos;     // [B]: sequence b's new token is at pos[b] and attends to 0 .. pos[b]
   void* out;              // bf16 [B, H · HD]
   float* partial_o;       // workspace [B][H][splits][HD]
   float* partial_ml;      // workspace [B][H][splits][2]: running max and sum of each split
+  unsigned* counters;     // [B · KV], zero before the first call; every call leaves them zero
   int B, H, KV, HD, cap, splits;
   float scale;            // 1 / sqrt(HD)
 };
-// Flash-decoding: the visible positions are cut into `splits` equal chunks (their size follows the
-// length read from device memory, so one captured launch serves every step), each chunk gives a
-// partial softmax-weighted sum, and a second kernel combines them. HD 64 or 128; H / KV in 1..8.
+// Decode attention in one kernel, RoPE and the cache append included. Flash-decoding: the visible
+// positions are cut into `splits` equal chunks (their size follows the length read from device
+// memory, so one captured launch serves every step); a block (chunk, kv head, sequence) rotates the
+// G queries sharing the kv head, the block whose chunk holds the new position rotates and stores its
+// key and value first, each block leaves a partial softmax-weighted sum, and the last block to finish
+// for a (sequence, kv head) merges them. HD 64 or 128; H / KV in 1, 2, 4, 8.
 void attention_decode(const DecodeAttnArgs& a, cudaStream_t stream);
 size_t attention_decode_workspace_floats(int B, int H, int HD, int splits);  // both workspaces
 
@@ -102,6 +116,14 @@ void dequant_rows_int4(const void* packed, const void* qparams, int64_t n0, int6
 // quantize_rows_int8 / quantize_rows_float8 (weight_gemv.h) do it, and dequantized back to bf16.
 void fake_quantize_rows_int8(const void* x, int M, int K, void* out, cudaStream_t stream);
 void fake_quantize_rows_float8(const void* x, int M, int K, void* out, cudaStream_t stream);
+
+// float8dq-tensor's activations: one e4m3 scale (amax / 448) for the whole [M, K] tensor, as the
+// CPU reference computes it. `amax` is a device word the call zeroes and fills (|x| as float bits).
+// Decode: codes and the (repeated) scale for gemv_float8dq; prefill: the dequantized bf16 values.
+void quantize_tensor_float8(const void* x, int M, int K, unsigned* amax, uint8_t* xq, float* xscale,
+                            cudaStream_t stream);
+void fake_quantize_tensor_float8(const void* x, int M, int K, unsigned* amax, void* out,
+                                 cudaStream_t stream);
 
 // The CPU int4 layout (uint8 [N, K/2]: byte j of each 64-weight chunk holds weight j in its low
 // nibble and weight j + 32 in its high one; scale and zero bf16 [N, K/G]) → the GPU layout of

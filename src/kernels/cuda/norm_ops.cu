@@ -1,15 +1,26 @@
 // Row-wise kernels of the forward pass: embedding gather, residual add + RMSNorm, SwiGLU, greedy
 // argmax with the decode state's advance. All are tiny next to the weight
 // products; what matters is one launch each and no extra pass over memory.
+#include <atomic>
+
 #include "kernels/cuda/ops_common.cuh"
 
 namespace lowbit::cuda {
+
+namespace {
+std::atomic<bool> g_programmatic{false};
+}  // namespace
+void set_programmatic_launch(bool on) { g_programmatic.store(on); }
+bool programmatic_launch() { return g_programmatic.load(); }
+
 namespace {
 
 using ops::bf;
 
 __global__ void embed_kernel(const __nv_bfloat16* table, int64_t vocab, const int32_t* tokens,
                              int D, float* x) {
+  ops::wait_prior();
+  ops::allow_dependents();
   const int r = blockIdx.x;
   const int32_t tok = tokens[r];
   const bool ok = tok >= 0 && tok < vocab;
@@ -22,6 +33,7 @@ __global__ void embed_kernel(const __nv_bfloat16* table, int64_t vocab, const in
 __global__ void add_rmsnorm_kernel(float* x, const __nv_bfloat16* delta, const float* w,
                                    __nv_bfloat16* out, int D, float eps, int row_step,
                                    int row_off) {
+  ops::wait_prior();
   ops::allow_dependents();
   const int r = blockIdx.x;
   const int64_t i0 = (static_cast<int64_t>(r) * row_step + row_off) * D;
@@ -42,6 +54,7 @@ __global__ void add_rmsnorm_kernel(float* x, const __nv_bfloat16* delta, const f
 }
 
 __global__ void swiglu_kernel(const __nv_bfloat16* gu, __nv_bfloat16* h, int F, int64_t total) {
+  ops::wait_prior();
   ops::allow_dependents();
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -73,6 +86,8 @@ __device__ __forceinline__ void better(float& bv, int& bi, float v, int i) {
 template <typename T>
 __global__ void argmax_advance_kernel(const T* logits, int64_t row_stride, int V, int32_t* token,
                                       int32_t* pos, int32_t* hist, int32_t* n, int hist_cap) {
+  ops::wait_prior();
+  ops::allow_dependents();
   const int b = blockIdx.x;
   const T* row = logits + b * row_stride;
   float bv = -INFINITY;
@@ -114,28 +129,25 @@ int threads_for(int D) {
 void embed_rows(const void* table, int64_t vocab, const int32_t* tokens, int M, int D, float* x,
                 cudaStream_t stream) {
   LB_CHECK(table && tokens && x && M > 0 && D > 0, "embed_rows: bad arguments");
-  embed_kernel<<<M, threads_for(D), 0, stream>>>(static_cast<const __nv_bfloat16*>(table), vocab,
-                                                 tokens, D, x);
-  ops::check_launch("embed_rows");
+  ops::launch("embed_rows", embed_kernel, M, threads_for(D), 0, stream,
+              static_cast<const __nv_bfloat16*>(table), vocab, tokens, D, x);
 }
 
 void add_rmsnorm(float* x, const void* delta, const float* w, void* out, int M, int D, float eps,
                  int row_step, int row_off, cudaStream_t stream) {
   LB_CHECK(x && w && out && M > 0 && D > 0 && row_step >= 0 && row_off >= 0,
            "add_rmsnorm: bad arguments");
-  add_rmsnorm_kernel<<<M, threads_for(D), 0, stream>>>(
-      x, static_cast<const __nv_bfloat16*>(delta), w, static_cast<__nv_bfloat16*>(out), D, eps,
-      row_step, row_off);
-  ops::check_launch("add_rmsnorm");
+  ops::launch("add_rmsnorm", add_rmsnorm_kernel, M, threads_for(D), 0, stream, x,
+              static_cast<const __nv_bfloat16*>(delta), w, static_cast<__nv_bfloat16*>(out), D, eps,
+              row_step, row_off);
 }
 
 void swiglu(const void* gu, void* h, int M, int F, cudaStream_t stream) {
   LB_CHECK(gu && h && M > 0 && F > 0, "swiglu: bad arguments");
   const int64_t total = static_cast<int64_t>(M) * F;
   const int blocks = static_cast<int>(std::min<int64_t>((total + 255) / 256, 4096));
-  swiglu_kernel<<<blocks, 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(gu),
-                                            static_cast<__nv_bfloat16*>(h), F, total);
-  ops::check_launch("swiglu");
+  ops::launch("swiglu", swiglu_kernel, blocks, 256, 0, stream,
+              static_cast<const __nv_bfloat16*>(gu), static_cast<__nv_bfloat16*>(h), F, total);
 }
 
 void argmax_advance(const void* logits, bool logits_f32, int64_t row_stride, int B, int V,
@@ -144,12 +156,12 @@ void argmax_advance(const void* logits, bool logits_f32, int64_t row_stride, int
   LB_CHECK(logits && token && pos && B > 0 && V > 0 && (!hist || n),
            "argmax_advance: bad arguments");
   if (logits_f32)
-    argmax_advance_kernel<<<B, 1024, 0, stream>>>(static_cast<const float*>(logits), row_stride, V,
-                                                  token, pos, hist, n, hist_cap);
+    ops::launch("argmax_advance", argmax_advance_kernel<float>, B, 1024, 0, stream,
+                static_cast<const float*>(logits), row_stride, V, token, pos, hist, n, hist_cap);
   else
-    argmax_advance_kernel<<<B, 1024, 0, stream>>>(static_cast<const __nv_bfloat16*>(logits),
-                                                  row_stride, V, token, pos, hist, n, hist_cap);
-  ops::check_launch("argmax_advance");
+    ops::launch("argmax_advance", argmax_advance_kernel<__nv_bfloat16>, B, 1024, 0, stream,
+                static_cast<const __nv_bfloat16*>(logits), row_stride, V, token, pos, hist, n,
+                hist_cap);
 }
 
 }  // namespace lowbit::cuda

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "kernels/cuda/llama_ops.h"
 #include "lowbit/core/error.h"
@@ -18,6 +19,37 @@ inline void check_launch(const char* kernel) {
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess)
     fail("CUDA launch of {} failed: {} ({})", kernel, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+// Launches `kernel` with programmatic stream serialization when set_programmatic_launch(true): its
+// blocks may start while the previous kernel finishes (hiding the launch gap between the many small
+// kernels of a decode step); every kernel launched so calls wait_prior() before touching memory.
+template <typename... KArgs, typename... Args>
+void launch(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+            cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  if (programmatic_launch()) {
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+  }
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+  if (e != cudaSuccess)
+    fail("CUDA launch of {} failed: {} ({})", name, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+// Waits until the previous kernel on the stream has completed and its writes are visible (a no-op
+// for a normal launch, which starts only then anyway).
+__device__ __forceinline__ void wait_prior() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
 }
 
 // Lets the next kernel, when launched with programmatic stream serialization (the GEMVs), start its

@@ -1,26 +1,20 @@
-// RoPE of q and k and the KV-cache append, in one kernel per layer: the GEMV's fused q/k/v output
+// Prefill's RoPE of q and k and the KV-cache append, in one kernel per layer: the fused q/k/v output
 // is read once, rotated queries go to the attention's input and rotated keys and values straight
-// into the cache at each row's position (read from device memory: graph-replayable).
+// into the cache at each row's position (read from device memory). Decode does the same inside its
+// attention kernel (attention_decode.cu), with the same table, so both rotate identically.
 #include "kernels/cuda/ops_common.cuh"
 
 namespace lowbit::cuda {
 namespace {
 
-// One block per row. cos/sin of the row's HD/2 angles are computed once in shared memory, in double
-// from the float32 angle pos · inv_freq[i], as transformers and the CPU runner do.
-__global__ void rope_kv_kernel(RopeKvArgs a) {
-  extern __shared__ float cs[];  // [HD/2] cos, then [HD/2] sin
+// One block per row.
+__global__ void rope_kv_kernel(const RopeKvArgs a) {
+  ops::wait_prior();
+  ops::allow_dependents();
   const int r = blockIdx.x, half = a.HD / 2;
   const int pos = a.pos[r], seq = r / a.rows_per_seq;
   if (pos < 0 || pos >= a.cap) return;  // the host checks capacity; never write outside the cache
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const float angle = static_cast<float>(pos) * a.inv_freq[i];
-    double s, c;
-    sincos(static_cast<double>(angle), &s, &c);
-    cs[i] = static_cast<float>(c);
-    cs[half + i] = static_cast<float>(s);
-  }
-  __syncthreads();
+  const float2* cs = reinterpret_cast<const float2*>(a.rope) + static_cast<int64_t>(pos) * half;
   const int row = (a.H + 2 * a.KV) * a.HD;
   const __nv_bfloat16* src = static_cast<const __nv_bfloat16*>(a.qkv) + static_cast<int64_t>(r) * row;
   __nv_bfloat16* q_out = static_cast<__nv_bfloat16*>(a.q_out) + static_cast<int64_t>(r) * a.H * a.HD;
@@ -34,9 +28,9 @@ __global__ void rope_kv_kernel(RopeKvArgs a) {
     const int h = e / half, i = e % half;
     const __nv_bfloat16* p = src + h * a.HD;
     const float x0 = ops::bf(p[i]), x1 = ops::bf(p[i + half]);
-    const float c = cs[i], s = cs[half + i];
-    const __nv_bfloat16 y0 = __float2bfloat16_rn(x0 * c - x1 * s);
-    const __nv_bfloat16 y1 = __float2bfloat16_rn(x1 * c + x0 * s);
+    const float2 c = cs[i];
+    const __nv_bfloat16 y0 = __float2bfloat16_rn(x0 * c.x - x1 * c.y);
+    const __nv_bfloat16 y1 = __float2bfloat16_rn(x1 * c.x + x0 * c.y);
     __nv_bfloat16* dst = h < a.H ? q_out + h * a.HD : cache_row(a.k_cache, h - a.H);
     dst[i] = y0;
     dst[i + half] = y1;
@@ -50,13 +44,12 @@ __global__ void rope_kv_kernel(RopeKvArgs a) {
 }  // namespace
 
 void rope_kv_append(const RopeKvArgs& a, cudaStream_t stream) {
-  LB_CHECK(a.qkv && a.q_out && a.k_cache && a.v_cache && a.pos && a.inv_freq,
+  LB_CHECK(a.qkv && a.q_out && a.k_cache && a.v_cache && a.pos && a.rope,
            "rope_kv_append: null pointer");
   LB_CHECK(a.M > 0 && a.H > 0 && a.KV > 0 && a.HD > 0 && a.HD % 2 == 0 && a.cap > 0 &&
                a.rows_per_seq > 0,
            "rope_kv_append: bad shape (M {}, H {}, KV {}, HD {})", a.M, a.H, a.KV, a.HD);
-  rope_kv_kernel<<<a.M, 128, a.HD * sizeof(float), stream>>>(a);
-  ops::check_launch("rope_kv_append");
+  ops::launch("rope_kv_append", rope_kv_kernel, a.M, 128, 0, stream, a);
 }
 
 }  // namespace lowbit::cuda

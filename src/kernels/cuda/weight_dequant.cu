@@ -1,5 +1,6 @@
 // The prefill path's weight side: each GPU weight format back to bf16 rows for cuBLAS, the dynamic
-// schemes' activation math as bf16 (quantize, dequantize), and the CPU int4 layout repacked into the
+// schemes' activation math as bf16 (quantize, dequantize; float8dq-tensor's per-tensor codes for
+// decode too), and the CPU int4 layout repacked into the
 // GPU one on the device (uploading a checkpoint needs no host-side repacking loop).
 #include <cuda_fp8.h>
 
@@ -79,6 +80,56 @@ __global__ void fake_quant_kernel(const __nv_bfloat16* x, int K, __nv_bfloat16* 
   }
 }
 
+__global__ void amax_kernel(const __nv_bfloat16* x, int64_t n, unsigned* amax) {
+  ops::wait_prior();
+  ops::allow_dependents();
+  float m = 0.0f;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    m = fmaxf(m, fabsf(ops::bf(x[i])));
+  m = ops::block_max(m);
+  if (threadIdx.x == 0) atomicMax(amax, __float_as_uint(m));  // non-negative floats order as integers
+}
+
+// One scale for the whole tensor: codes and the scale per row (kCodes), or the dequantized values.
+template <bool kCodes>
+__global__ void tensor_float8_kernel(const __nv_bfloat16* x, int M, int64_t n, const unsigned* amax,
+                                     uint8_t* xq, float* xscale, __nv_bfloat16* out) {
+  ops::wait_prior();
+  ops::allow_dependents();
+  const float scale = __uint_as_float(*amax) / 448.0f;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float f = ops::bf(x[i]);
+    const float s = f == 0.0f ? 0.0f : fminf(fmaxf(f / scale, -448.0f), 448.0f);
+    const auto q = __nv_cvt_float_to_fp8(s, __NV_SATFINITE, __NV_E4M3);
+    if constexpr (kCodes)
+      xq[i] = static_cast<uint8_t>(q);
+    else
+      out[i] = __float2bfloat16_rn(f == 0.0f ? 0.0f : e4m3_to_float(static_cast<uint8_t>(q)) * scale);
+  }
+  if (kCodes && blockIdx.x == 0 && threadIdx.x < M) xscale[threadIdx.x] = scale;
+}
+
+void tensor_float8(const void* x, int M, int K, unsigned* amax, uint8_t* xq, float* xscale, void* out,
+                   cudaStream_t stream) {
+  LB_CHECK(x && amax && M > 0 && K > 0 && (out || (xq && xscale && M <= 256)),
+           "quantize_tensor_float8: bad arguments (M {}, K {})", M, K);
+  const int64_t n = static_cast<int64_t>(M) * K;
+  const cudaError_t e = cudaMemsetAsync(amax, 0, sizeof(unsigned), stream);
+  if (e != cudaSuccess) fail("quantize_tensor_float8: cudaMemsetAsync failed: {}", cudaGetErrorString(e));
+  const int blocks = std::min(blocks_for(n), 264);
+  ops::launch("quantize_tensor_float8 (amax)", amax_kernel, blocks, 256, 0, stream,
+              static_cast<const __nv_bfloat16*>(x), n, amax);
+  const __nv_bfloat16* xb = static_cast<const __nv_bfloat16*>(x);
+  if (out)
+    ops::launch("fake_quantize_tensor_float8", tensor_float8_kernel<false>, blocks_for(n), 256, 0, stream, xb, M,
+                n, static_cast<const unsigned*>(amax), xq, xscale, static_cast<__nv_bfloat16*>(out));
+  else
+    ops::launch("quantize_tensor_float8", tensor_float8_kernel<true>, blocks_for(n), 256, 0, stream, xb, M, n,
+                static_cast<const unsigned*>(amax), xq, xscale, static_cast<__nv_bfloat16*>(nullptr));
+}
+
 __global__ void repack_int4_words(const uint8_t* cpu, int64_t N, int64_t K, uint32_t* packed) {
   const int64_t chunks = K / 64, words = (N + 15) / 16 * chunks * 128;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < words;
@@ -150,6 +201,16 @@ void fake_quantize_rows_float8(const void* x, int M, int K, void* out, cudaStrea
   fake_quant_kernel<true><<<M, 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(x), K,
                                                  static_cast<__nv_bfloat16*>(out));
   ops::check_launch("fake_quantize_rows_float8");
+}
+
+void quantize_tensor_float8(const void* x, int M, int K, unsigned* amax, uint8_t* xq, float* xscale,
+                            cudaStream_t stream) {
+  tensor_float8(x, M, K, amax, xq, xscale, nullptr, stream);
+}
+
+void fake_quantize_tensor_float8(const void* x, int M, int K, unsigned* amax, void* out,
+                                 cudaStream_t stream) {
+  tensor_float8(x, M, K, amax, nullptr, nullptr, out, stream);
 }
 
 void repack_int4(const uint8_t* cpu_packed, const uint16_t* scale, const uint16_t* zero, int64_t N,

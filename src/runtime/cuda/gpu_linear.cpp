@@ -38,6 +38,7 @@ std::string format_name(const FormatChoice& f) {
     case WFormat::Int8dq: return "int8dq";
     case WFormat::Float8wo: return "float8wo";
     case WFormat::Float8dq: return "float8dq-row";
+    case WFormat::Float8dqTensor: return "float8dq-tensor";
     case WFormat::Int4wo: return "int4wo-" + std::to_string(f.group);
   }
   return "?";
@@ -51,8 +52,10 @@ FormatChoice choose_format(const quant::LinearWeight& w) {
     if (i8->act_quant() == ActQuant::Int8Token) return {WFormat::Int8dq, 0};
     return {};
   }
-  if (const auto* f8 = dynamic_cast<const quant::Float8Weight*>(&w))
-    return {f8->act_quant() == ActQuant::None ? WFormat::Float8wo : WFormat::Float8dq, 0};
+  if (const auto* f8 = dynamic_cast<const quant::Float8Weight*>(&w)) {
+    if (f8->act_quant() == ActQuant::None) return {WFormat::Float8wo, 0};
+    return {f8->act_quant() == ActQuant::Fp8Tensor ? WFormat::Float8dqTensor : WFormat::Float8dq, 0};
+  }
   if (dynamic_cast<const quant::Int4Weight*>(&w)) {
     const int g = std::stoi(w.scheme().substr(std::string("int4wo-").size()));
     if (power_of_two_group(g)) return {WFormat::Int4wo, g};
@@ -66,7 +69,8 @@ FormatChoice format_from_scheme(const std::string& scheme) {
   if (std::holds_alternative<quant::Int8WeightOnly>(c)) return {WFormat::Int8wo, 0};
   if (std::holds_alternative<quant::Int8DynActInt8Weight>(c)) return {WFormat::Int8dq, 0};
   if (std::holds_alternative<quant::Float8WeightOnly>(c)) return {WFormat::Float8wo, 0};
-  if (std::holds_alternative<quant::Float8DynActFloat8Weight>(c)) return {WFormat::Float8dq, 0};
+  if (const auto* f8 = std::get_if<quant::Float8DynActFloat8Weight>(&c))
+    return {f8->per_row ? WFormat::Float8dq : WFormat::Float8dqTensor, 0};
   if (const auto* i4 = std::get_if<quant::Int4WeightOnly>(&c); i4 && power_of_two_group(i4->group_size))
     return {WFormat::Int4wo, i4->group_size};
   fail("scheme '{}' has no GPU kernels for random weights (GPU schemes: bf16, int8wo, int8dq, float8wo, "
@@ -149,6 +153,7 @@ void randomize(GpuLinear& d, uint64_t seed, float std, cudaStream_t stream) {
       break;
     case WFormat::Float8wo:
     case WFormat::Float8dq:
+    case WFormat::Float8dqTensor:
       cuda::random_float8(static_cast<uint8_t*>(d.w), static_cast<float*>(d.aux), d.N, d.K, seed, std, stream);
       break;
     case WFormat::Int4wo: cuda::random_int4(d.w, d.aux, d.N, d.K, d.f.group, seed, std, stream); break;
@@ -164,6 +169,7 @@ LinearExec::LinearExec(DeviceArena& arena, cudaStream_t stream, int max_rows, in
   LB_CUBLAS(cublasSetStream(handle_, stream_));
   const int gemv_rows = std::min(max_rows, cuda::kGemvMaxM);
   dq_ws_ = arena.alloc(cuda::dq_workspace_bytes(gemv_rows, static_cast<int>(max_k)));
+  amax_ = static_cast<unsigned*>(arena.alloc(sizeof(unsigned)));
   yscratch_ = arena.alloc(static_cast<size_t>(gemv_rows) * max_n * 2);
   xscratch_ = arena.alloc(static_cast<size_t>(max_rows) * max_k * 2);
   if (wscratch_bytes_) wscratch_ = arena.alloc(wscratch_bytes_);
@@ -206,6 +212,14 @@ void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t 
       case WFormat::Float8dq:
         cuda::gemv_float8dq(x, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, dq_ws_, o);
         break;
+      case WFormat::Float8dqTensor: {
+        // The codes and per-row scales where gemv_float8dq's two-step form keeps them.
+        auto* xq = static_cast<uint8_t*>(dq_ws_);
+        auto* xs = reinterpret_cast<float*>(static_cast<char*>(dq_ws_) + (static_cast<size_t>(M) * K + 255) / 256 * 256);
+        cuda::quantize_tensor_float8(x, M, K, amax_, xq, xs, stream_);
+        cuda::gemv_float8dq(xq, xs, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, o);
+        break;
+      }
     }
     if (out != y)
       LB_CUDA(cudaMemcpy2DAsync(y, static_cast<size_t>(ldy) * 2, out, static_cast<size_t>(N) * 2,
@@ -214,11 +228,13 @@ void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t 
   }
   // Prefill: the dynamic schemes' activation math, then bf16 GEMMs over dequantized weight rows.
   const void* xin = x;
-  if (L.f.fmt == WFormat::Int8dq || L.f.fmt == WFormat::Float8dq) {
+  if (L.f.fmt == WFormat::Int8dq || L.f.fmt == WFormat::Float8dq || L.f.fmt == WFormat::Float8dqTensor) {
     if (L.f.fmt == WFormat::Int8dq)
       cuda::fake_quantize_rows_int8(x, M, K, xscratch_, stream_);
-    else
+    else if (L.f.fmt == WFormat::Float8dq)
       cuda::fake_quantize_rows_float8(x, M, K, xscratch_, stream_);
+    else
+      cuda::fake_quantize_tensor_float8(x, M, K, amax_, xscratch_, stream_);
     xin = xscratch_;
   }
   const size_t out_size = y_f32 ? 4 : 2;
@@ -237,6 +253,7 @@ void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t 
         break;
       case WFormat::Float8wo:
       case WFormat::Float8dq:
+      case WFormat::Float8dqTensor:
         cuda::dequant_rows_float8(static_cast<const uint8_t*>(L.w), scale, n0, n1, K, wscratch_, stream_);
         break;
       case WFormat::Int4wo: cuda::dequant_rows_int4(L.w, L.aux, n0, n1, K, L.f.group, wscratch_, stream_); break;

@@ -12,7 +12,9 @@
 
 namespace lowbit::gpu {
 
-enum class WFormat { Bf16, Int8wo, Int8dq, Float8wo, Float8dq, Int4wo };
+// Float8dq quantizes activations per row (token), Float8dqTensor with one scale per call (the CPU
+// reference's per-tensor math); both read the same weights.
+enum class WFormat { Bf16, Int8wo, Int8dq, Float8wo, Float8dq, Float8dqTensor, Int4wo };
 
 struct FormatChoice {
   WFormat fmt = WFormat::Bf16;
@@ -22,8 +24,8 @@ struct FormatChoice {
 std::string format_name(const FormatChoice& f);  // "bf16", "int4wo-64", ...
 
 // What a CPU layout becomes: dense → bf16; int8 (act none / int8 per token) → int8wo / int8dq;
-// float8 (act none / e4m3 per token or per tensor) → float8wo / float8dq (a per-tensor weight scale
-// is broadcast to every row; per-tensor activations become per-row: the decode kernel's math);
+// float8 (act none / e4m3 per token / per tensor) → float8wo / float8dq / float8dq-tensor (a
+// per-tensor weight scale is broadcast to every row);
 // int4 with a power-of-two group ≥ 16 → int4wo; everything else, and any K not a multiple of 64,
 // → bf16 from the layout's own dequantization (correct, not compressed).
 FormatChoice choose_format(const quant::LinearWeight& w);
@@ -69,6 +71,7 @@ class LinearExec {
   int max_rows_;
   int64_t max_k_;
   void* dq_ws_ = nullptr;      // int8dq / float8dq activation codes (decode)
+  unsigned* amax_ = nullptr;   // float8dq-tensor's activation amax
   void* yscratch_ = nullptr;   // GEMV output when y has a row stride ≠ N
   void* xscratch_ = nullptr;   // fake-quantized activations (prefill of the dq schemes)
   void* wscratch_ = nullptr;

@@ -1,6 +1,7 @@
 // The forward pass on the GPU, op by op as the CPU runner (llama_forward.cpp) does it: embedding,
-// then per layer RMSNorm → fused q/k/v → RoPE + cache append → attention → o_proj → residual +
-// RMSNorm → fused gate/up → SwiGLU → down_proj, the residual add folded into the next RMSNorm;
+// then per layer RMSNorm → fused q/k/v → RoPE + cache append → attention (one kernel when
+// decoding) → o_proj → residual + RMSNorm → fused gate/up → SwiGLU → down_proj, the residual add
+// folded into the next RMSNorm;
 // final norm, lm_head, greedy argmax. Decode steps are captured once per batch size as a CUDA
 // graph and replayed; they read token ids and positions from device memory and advance them.
 #include <bit>
@@ -29,13 +30,15 @@ void LlamaGpu::Impl::layer(int l, int M, bool decode, int T, int64_t p0) {
   // The previous layer's MLP residual joins here (layer 0 starts from the embeddings).
   cuda::add_rmsnorm(x, l == 0 ? nullptr : dn, L.attn_norm, xn, M, D, eps, 1, 0, stream);
   run_group(L.qkv, xn, M, qkv);
-  cuda::RopeKvArgs ra{qkv, q, kc, vc, decode ? d_pos : d_rows_pos, inv_freq, M, H, KV, HD, S, decode ? 1 : T};
-  cuda::rope_kv_append(ra, stream);
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
   if (decode) {
-    cuda::DecodeAttnArgs da{q, kc, vc, d_pos, att, attn_o, attn_ml, M, H, KV, HD, S, splits, scale};
+    // RoPE, the cache append and the split merge all happen inside the decode attention kernel.
+    cuda::DecodeAttnArgs da{qkv, rope, kc, vc, d_pos, att, attn_o, attn_ml, attn_counters, M, H, KV, HD, S,
+                            splits, scale};
     cuda::attention_decode(da, stream);
   } else {
+    cuda::RopeKvArgs ra{qkv, q, kc, vc, d_rows_pos, rope, M, H, KV, HD, S, T};
+    cuda::rope_kv_append(ra, stream);
     cuda::PrefillAttnArgs pa{q, kc, vc, att, M / T, T, static_cast<int>(p0), H, KV, HD, S, scale};
     cuda::attention_prefill(pa, stream);
   }

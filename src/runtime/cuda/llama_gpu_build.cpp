@@ -131,6 +131,7 @@ LlamaGpu::Impl::Impl(const LlamaConfig& config, const GpuOptions& opt) : c(confi
   LB_CUDA(cudaGetDeviceCount(&n));
   LB_CHECK(n > 0, "GPU forward: no CUDA device");
   LB_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cuda::set_programmatic_launch(o.pdl);
 }
 
 LlamaGpu::Impl::~Impl() {
@@ -143,7 +144,19 @@ LlamaGpu::Impl::~Impl() {
 void LlamaGpu::Impl::finish_setup() {
   const int64_t D = c.hidden_size, F = c.intermediate_size, V = c.vocab_size, HD = c.head_dim;
   const int64_t H = c.num_heads, KV = c.num_kv_heads, B = o.max_batch, S = o.max_seq;
-  inv_freq = upload_floats(arena, rope_inv_freq(c), stream);
+  // The rotary table, as the CPU runner computes each angle: float32 pos · inv_freq, cos/sin in double.
+  {
+    const std::vector<float> inv = rope_inv_freq(c);
+    const int64_t half = HD / 2;
+    std::vector<float> table(static_cast<size_t>(S * half * 2));
+    for (int64_t p = 0; p < S; ++p)
+      for (int64_t i = 0; i < half; ++i) {
+        const float angle = static_cast<float>(p) * inv[i];
+        table[(p * half + i) * 2] = static_cast<float>(std::cos(static_cast<double>(angle)));
+        table[(p * half + i) * 2 + 1] = static_cast<float>(std::sin(static_cast<double>(angle)));
+      }
+    rope = upload_floats(arena, table, stream);
+  }
   layer_cache_elems = static_cast<size_t>(B * KV * S * HD);
   k_cache = arena.alloc(layer_cache_elems * 2 * c.num_layers);
   v_cache = arena.alloc(layer_cache_elems * 2 * c.num_layers);
@@ -166,6 +179,8 @@ void LlamaGpu::Impl::finish_setup() {
                                                            static_cast<int>(HD), splits);
   attn_o = arena.alloc_n<float>(ws);
   attn_ml = attn_o + B * H * splits * HD;
+  attn_counters = arena.alloc_n<unsigned>(B * KV);
+  LB_CUDA(cudaMemsetAsync(attn_counters, 0, 4 * B * KV, stream));
 
   hist_cap = static_cast<int>(S);
   d_token = arena.alloc_n<int32_t>(B);

@@ -36,7 +36,7 @@ struct LlamaGpu::Impl {
 
   void* embedding = nullptr;  // bf16 [V, D]
   float* final_norm = nullptr;
-  float* inv_freq = nullptr;  // [HD / 2]
+  float* rope = nullptr;  // [max_seq][HD / 2][2]: (cos, sin) of each position's angles
   std::vector<GpuLayer> layers;
   GpuGroup lm_head;
 
@@ -53,6 +53,7 @@ struct LlamaGpu::Impl {
   void* logits16 = nullptr;  // bf16 [max_batch, V]
   float* logits32 = nullptr;  // float [R, V], allocated on first use (Logits::All)
   float *attn_o = nullptr, *attn_ml = nullptr;
+  unsigned* attn_counters = nullptr;  // [max_batch · KV]
   int splits = 1;
 
   // Decode state in device memory (what the captured graph reads and advances).
@@ -66,7 +67,7 @@ struct LlamaGpu::Impl {
 
   Impl(const LlamaConfig& config, const GpuOptions& opt);
   ~Impl();
-  // After the weights: inverse frequencies, caches, buffers, the product executor.
+  // After the weights: the rotary table, caches, buffers, the product executor.
   void finish_setup();
 
   void run_group(const GpuGroup& g, const void* x, int M, void* y, bool y_f32 = false);
