@@ -140,13 +140,21 @@ LinearPtr pack_gptq(const GptqResult& r, const GptqOptions& g) {
 }
 
 LinearPtr hqq_layer(const Tensor& w, const quant::Config& cfg, const std::string& layer) {
-  const auto* c = std::get_if<quant::Int4WeightOnly>(&cfg);
-  LB_CHECK(c != nullptr, "layer {}: hqq quantizes int4wo-G, not {}", layer, quant::config_name(cfg));
   HqqOptions h;
-  h.bits = 4;
-  h.group_size = c->group_size;
-  const TinygemmCodes t = to_tinygemm(hqq_quantize(w, h));
-  return quant::Int4Weight::from_codes(t.q, t.scale, t.zero, c->group_size);
+  if (const auto* c = std::get_if<quant::Int4WeightOnly>(&cfg)) {
+    h.bits = 4;
+    h.group_size = c->group_size;
+    const TinygemmCodes t = to_tinygemm(hqq_quantize(w, h));
+    return quant::Int4Weight::from_codes(t.q, t.scale, t.zero, c->group_size);
+  }
+  const auto* u = std::get_if<quant::UIntXWeightOnly>(&cfg);
+  LB_CHECK(u != nullptr, "layer {}: hqq quantizes int4wo-G and uintx-B-G, not {}", layer, quant::config_name(cfg));
+  h.bits = u->bits;
+  h.group_size = u->group_size;
+  const GroupCodes c = hqq_quantize(w, h);
+  // HQQ's float zero point, kept in the dtype its optimizer computed it in.
+  return quant::UIntXWeight::from_codes_float_zero(c.q, c.scale.to(c.dtype), c.zero.to(c.dtype), u->bits,
+                                                   u->group_size);
 }
 
 class Driver {
@@ -314,7 +322,7 @@ std::vector<LayerReport> quantize_with_algorithm(LlamaModel& model, const QuantP
     if (calibrated) runner->advance(l);
     if (checkpoints) {
       checkpoints->commit(l, calibrated ? &runner->hidden() : nullptr, block);
-      for (const Slot& s : slots) release_mapped_pages(**s.ptr);
+      checkpoints->release_block(l);
     }
     if (on_block) on_block(l, block);
     all.insert(all.end(), block.begin(), block.end());

@@ -117,9 +117,11 @@ void BlockCheckpoints::save_block(const LlamaModel& cm, int64_t l) const {
   write_safetensors(dir_ / block_file(l), tensors, {{"format", kFormat}, {"layers", layers.dump()}});
 }
 
-void BlockCheckpoints::restore_block(LlamaModel& m, int64_t l) const {
+void BlockCheckpoints::restore_block(LlamaModel& m, int64_t l) {
   const fs::path path = dir_ / block_file(l);
   const SafetensorsFile f = SafetensorsFile::open(path);
+  files_.erase(l);
+  files_.emplace(l, f);
   nlohmann::json layers;
   try {
     layers = nlohmann::json::parse(f.metadata().at("layers"));
@@ -147,6 +149,15 @@ void BlockCheckpoints::restore_block(LlamaModel& m, int64_t l) const {
     LB_CHECK(v.size() == L.attn_norm.size(), "{}: tensor {} has the wrong size", path.string(), n);
     (ffn ? L.ffn_norm : L.attn_norm) = std::move(v);
   }
+  // Layouts that repack their codes keep only some of the file's tensors (or none) mapped: the pages
+  // read while loading would otherwise stay resident for the rest of the run.
+  release_block(l);
+}
+
+void BlockCheckpoints::release_block(int64_t l) const {
+  const auto it = files_.find(l);
+  if (it == files_.end()) return;
+  for (const auto& name : it->second.names()) release_mapped_pages(it->second.tensor(name));
 }
 
 void BlockCheckpoints::commit(int64_t l, const std::vector<std::vector<float>>* hidden,

@@ -15,10 +15,12 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "lowbit/core/safetensors.h"
 #include "lowbit/model/llama.h"
 #include "lowbit/model/quantize_model.h"
 
@@ -39,8 +41,11 @@ class BlockCheckpoints {
 
   // Writes block l's Linears and norms as `m` holds them now (step one of finishing block l).
   void save_block(const LlamaModel& m, int64_t l) const;
-  // Replaces block l's Linears and norms in `m` with the saved ones (memory-mapped, not copied).
-  void restore_block(LlamaModel& m, int64_t l) const;
+  // Replaces block l's Linears and norms in `m` with the saved ones (memory-mapped where the layout keeps
+  // the saved tensors, not copied), and releases the file's pages the loading touched.
+  void restore_block(LlamaModel& m, int64_t l);
+  // Releases the resident pages of block l's file again (after running the block touched them).
+  void release_block(int64_t l) const;
   // Records block l as finished (step two): the hidden states after it (calibrated runs; else null) and
   // its layer reports.
   void commit(int64_t l, const std::vector<std::vector<float>>* hidden, const std::vector<LayerReport>& reports);
@@ -56,6 +61,7 @@ class BlockCheckpoints {
   std::filesystem::path dir_;
   nlohmann::json fingerprint_;
   nlohmann::json reports_ = nlohmann::json::array();
+  std::map<int64_t, SafetensorsFile> files_;  // the restored blocks' mapped files
   int64_t finished_ = 0;
   bool has_hidden_ = false;
   int lock_fd_ = -1;
