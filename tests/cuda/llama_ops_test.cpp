@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -259,8 +260,10 @@ TEST_P(AttentionTest, DecodeRotatesAppendsAndMatchesReference) {
 TEST_P(AttentionTest, PrefillCausalMatchesReference) {
   REQUIRE_GPU();
   const auto [HD, H, KV] = GetParam();
-  const int B = 2, T = 45, p0 = 7, cap = 60;
-  std::mt19937 rng(HD * 7 + H);
+  // One key tile, then several (a partial last tile, queries starting mid-tile, rows past T).
+  for (const auto [T, p0, cap] : {std::array<int, 3>{45, 7, 60}, std::array<int, 3>{130, 75, 220}}) {
+  const int B = 2;
+  std::mt19937 rng(HD * 7 + H + T);
   const Bf16Data q = random_bf16_host(size_t(B) * T * H * HD, rng);
   const Bf16Data k = random_bf16_host(size_t(B) * KV * cap * HD, rng), v = random_bf16_host(k.f.size(), rng);
   Dev<uint16_t> dq(q.bits), dk(k.bits), dv(v.bits), dout(size_t(B) * T * H * HD);
@@ -273,7 +276,8 @@ TEST_P(AttentionTest, PrefillCausalMatchesReference) {
         const size_t r = ((size_t(b) * T + t) * H + h) * HD;
         attend(&q.f[r], k.f, v.f, (size_t(b) * KV + h / (H / KV)) * cap * HD, p0 + t, HD, &ref[r]);
       }
-  EXPECT_LT(nmse(got, ref), 1e-4);
+  EXPECT_LT(nmse(got, ref), 1e-4) << "T " << T << ", p0 " << p0;
+  }
 }
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionTest,
                          ::testing::Values(AttnShape{128, 8, 2}, AttnShape{64, 4, 2}, AttnShape{128, 8, 1},

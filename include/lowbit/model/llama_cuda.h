@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lowbit/eval/perplexity.h"
@@ -23,6 +24,12 @@ struct GpuOptions {
   int64_t max_prefill = 512;   // rows of one prefill pass (all sequences together); longer prompts
                                // run in chunks
   bool pdl = true;             // programmatic dependent launch between kernels (sm_90)
+  // Prefill of weight-only quantized layers: rows dequantized to bf16 per cuBLAS call, in bytes
+  // (0: a whole weight where the scratch allows).
+  int64_t dequant_chunk_bytes = 0;
+  // float8dq prefill: cuBLASLt's fast FP8 accumulation (torchao's inference setting; on
+  // sotu-llama-23m also the closer to the CPU reference) instead of the periodically promoted one.
+  bool fp8_fast_accum = true;
 };
 
 class LlamaGpu {
@@ -62,6 +69,14 @@ class LlamaGpu {
   // the logits [batch, V]. For tests and host-side sampling.
   std::vector<float> decode_step(std::span<const int32_t> tokens, std::span<const int32_t> positions);
   void synchronize() const;
+
+  // Profiling: the GPU time of each op (summed over layers; "total" last), in milliseconds, with
+  // an event after every op, run eagerly (no graph) behind a short device-side wait so that the
+  // host's launches are queued ahead and the ops run back to back. profile_decode_step() takes one greedy step of
+  // the current sequences (state and cache advance as a decode step); profile_prefill() prefills
+  // `tokens` (as prefill(tokens, batch, 0, Logits::Last)).
+  std::vector<std::pair<std::string, double>> profile_decode_step();
+  std::vector<std::pair<std::string, double>> profile_prefill(std::span<const int32_t> tokens, int batch);
 
   struct Impl;
 

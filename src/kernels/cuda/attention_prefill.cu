@@ -1,89 +1,231 @@
-// Causal prefill attention over the KV cache: a block takes 8 query rows of one head (a warp each)
-// and walks the visible keys in tiles of 32 staged in shared memory, with an online softmax, so
-// memory stays O(T · HD) whatever the prompt length. Inside a tile a lane scores one key against
-// the warp's query (no reductions), then the probabilities are broadcast lane by lane while each
-// lane accumulates its slice of the head dimension. Simple CUDA cores, no tensor cores: prefill
-// attention is a small share of the time next to the weight GEMMs at these lengths.
+// Causal prefill attention over the KV cache on the tensor cores (flash-attention style): a block
+// takes 64 query rows of one head (16 per warp) and walks the visible keys in tiles of 64, staged in
+// shared memory by cp.async two tiles deep. Scores S = Q·Kᵀ and the product P·V run as bf16
+// mma.sync m16n8k16 with float32 accumulators; the online softmax keeps a running max and sum per
+// row in registers, and the probabilities go from the score accumulators straight into the A
+// fragments of P·V (the accumulator layout of two n8 tiles is the A layout of one k16 step).
+// Shared-memory rows are XOR-swizzled in 16-byte chunks so ldmatrix reads are conflict-free.
+// Keys past the visible range are zero-filled (no stale cache values reach the sums) and masked.
+// Blocks of later query tiles (more keys) are scheduled first.
 #include "kernels/cuda/ops_common.cuh"
 
 namespace lowbit::cuda {
 namespace {
 
-constexpr int kRows = 8, kTile = 32;
+constexpr int kRowsPerBlock = 64, kKeyTile = 64, kWarps = 4;
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global → shared; src_bytes 0 writes zeros.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2,
+                                                  uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+}
+
+__device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// Byte offset of (row, 16-byte chunk) in a tile of rows of HD bf16, chunks XOR-swizzled by row.
+template <int HD>
+__device__ __forceinline__ uint32_t tile_off(int row, int chunk) {
+  return static_cast<uint32_t>(row * HD * 2 + ((chunk ^ (row & 7)) << 4));
+}
 
 template <int HD>
-__global__ void __launch_bounds__(kRows * 32) prefill_kernel(const PrefillAttnArgs a) {
-  constexpr int E = HD / 32, KS = HD / 2 + 1;  // K rows in bf16 pairs, padded: conflict-free
-  __shared__ uint32_t ks[kTile][KS];
-  __shared__ __align__(16) __nv_bfloat16 vs[kTile][HD];
-  __shared__ float qs[kRows][HD];
+__global__ void __launch_bounds__(kWarps * 32) prefill_kernel(const PrefillAttnArgs a) {
+  constexpr int CH = HD / 8;                        // 16-byte chunks per row
+  constexpr int TILE_BYTES = kKeyTile * HD * 2;     // one K or V tile
+  constexpr int KSTEPS = HD / 16, DTILES = HD / 8;  // Q·Kᵀ k-steps; output column tiles
+  extern __shared__ __align__(128) unsigned char smem[];
+  unsigned char* qs = smem;                      // [64][HD]
+  unsigned char* ks = smem + kRowsPerBlock * HD * 2;  // [2][64][HD]
+  unsigned char* vs = ks + 2 * TILE_BYTES;            // [2][64][HD]
   ops::wait_prior();
   ops::allow_dependents();
-  const int h = blockIdx.y, b = blockIdx.z, kvh = h / (a.H / a.KV);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int t = blockIdx.x * kRows + warp;
-  const bool active = t < a.T;
-  const int qpos = a.p0 + t;
-  const int64_t qrow = (static_cast<int64_t>(b) * a.T + t) * a.H * HD + h * HD;
-  if (active)
-    for (int d = lane; d < HD; d += 32)
-      qs[warp][d] = ops::bf(static_cast<const __nv_bfloat16*>(a.q)[qrow + d]);
-  const int kend = a.p0 + min(a.T, (blockIdx.x + 1) * kRows);  // keys [0, kend) for this block
-  const int64_t base = (static_cast<int64_t>(b) * a.KV + kvh) * a.cap * HD;
-  const uint32_t* K = reinterpret_cast<const uint32_t*>(static_cast<const __nv_bfloat16*>(a.k_cache) + base);
-  const uint32_t* V = reinterpret_cast<const uint32_t*>(static_cast<const __nv_bfloat16*>(a.v_cache) + base);
 
-  float m = -INFINITY, l = 0.0f, acc[E];
-#pragma unroll
-  for (int e = 0; e < E; ++e) acc[e] = 0.0f;
-  for (int k0 = 0; k0 < kend; k0 += kTile) {
-    __syncthreads();  // the previous tile is consumed (and, first time, qs is written)
-    for (int idx = threadIdx.x; idx < kTile * HD / 2; idx += blockDim.x) {
-      const int j = idx / (HD / 2), w = idx % (HD / 2), kp = k0 + j;
+  const int tile = gridDim.x - 1 - blockIdx.x;  // heaviest tiles first
+  const int h = blockIdx.y, b = blockIdx.z, kvh = h / (a.H / a.KV);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int t0 = tile * kRowsPerBlock;
+  const int kend = a.p0 + min(a.T, t0 + kRowsPerBlock);  // keys [0, kend) for this block
+  const int ntiles = (kend + kKeyTile - 1) / kKeyTile;
+  const int64_t kvbase = (static_cast<int64_t>(b) * a.KV + kvh) * a.cap * HD;
+  const __nv_bfloat16* K = static_cast<const __nv_bfloat16*>(a.k_cache) + kvbase;
+  const __nv_bfloat16* V = static_cast<const __nv_bfloat16*>(a.v_cache) + kvbase;
+  const __nv_bfloat16* Q = static_cast<const __nv_bfloat16*>(a.q);
+
+  // Q tile (rows past T zero-filled) with the first key tile, one cp.async group.
+  for (int i = tid; i < kRowsPerBlock * CH; i += kWarps * 32) {
+    const int r = i / CH, c = i % CH, t = t0 + r;
+    const bool in = t < a.T;
+    const __nv_bfloat16* src = Q + ((static_cast<int64_t>(b) * a.T + (in ? t : 0)) * a.H + h) * HD + c * 8;
+    cp_async16(smem_addr(qs) + tile_off<HD>(r, c), src, in ? 16 : 0);
+  }
+  auto load_kv = [&](int j, int stage) {
+    const int k0 = j * kKeyTile;
+    const uint32_t kd = smem_addr(ks + stage * TILE_BYTES), vd = smem_addr(vs + stage * TILE_BYTES);
+    for (int i = tid; i < kKeyTile * CH; i += kWarps * 32) {
+      const int r = i / CH, c = i % CH, kp = k0 + r;
       const bool in = kp < kend;
-      ks[j][w] = in ? K[static_cast<int64_t>(kp) * (HD / 2) + w] : 0u;
-      reinterpret_cast<uint32_t*>(vs[j])[w] = in ? V[static_cast<int64_t>(kp) * (HD / 2) + w] : 0u;
+      const int64_t off = static_cast<int64_t>(in ? kp : 0) * HD + c * 8;
+      cp_async16(kd + tile_off<HD>(r, c), K + off, in ? 16 : 0);
+      cp_async16(vd + tile_off<HD>(r, c), V + off, in ? 16 : 0);
+    }
+  };
+  load_kv(0, 0);
+  cp_async_commit();
+
+  const int g = lane >> 2, c4 = lane & 3;
+  // This thread's two rows (g and g + 8 of the warp's 16) and their positions.
+  const int qpos0 = a.p0 + t0 + warp * 16 + g, qpos1 = qpos0 + 8;
+  const float sl2 = a.scale * 1.4426950408889634f;  // exp(x·scale) = exp2(x·sl2)
+
+  uint32_t qf[KSTEPS][4];
+  float o[DTILES][4];
+#pragma unroll
+  for (int d = 0; d < DTILES; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+
+  for (int j = 0; j < ntiles; ++j) {
+    if (j + 1 < ntiles) {
+      load_kv(j + 1, (j + 1) & 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
     }
     __syncthreads();
-    if (!active) continue;
-    float s = 0.0f;
-#pragma unroll 8
-    for (int w = 0; w < HD / 2; ++w) {
-      const uint32_t kk = ks[lane][w];
-      s += qs[warp][2 * w] * ops::bf_bits(kk & 0xffffu) + qs[warp][2 * w + 1] * ops::bf_bits(kk >> 16);
-    }
-    const bool visible = k0 + lane <= qpos;
-    s = visible ? s * a.scale : -INFINITY;
-    const float tmax = ops::warp_max(s);
-    if (tmax == -INFINITY) continue;  // the whole tile is in this row's future
-    const float mn = fmaxf(m, tmax);
-    const float corr = expf(m - mn);
-    const float pe = visible ? expf(s - mn) : 0.0f;
-    l = l * corr + ops::warp_sum(pe);
+    if (j == 0) {
 #pragma unroll
-    for (int e = 0; e < E; ++e) acc[e] *= corr;
-#pragma unroll 4
-    for (int j = 0; j < kTile; ++j) {
-      const float pj = __shfl_sync(0xffffffffu, pe, j);
-      float v[E];
-      if constexpr (E == 4) {
-        const uint2 u = *reinterpret_cast<const uint2*>(&vs[j][lane * 4]);
-        v[0] = ops::bf_bits(u.x & 0xffffu), v[1] = ops::bf_bits(u.x >> 16);
-        v[2] = ops::bf_bits(u.y & 0xffffu), v[3] = ops::bf_bits(u.y >> 16);
-      } else {
-        const uint32_t u = *reinterpret_cast<const uint32_t*>(&vs[j][lane * 2]);
-        v[0] = ops::bf_bits(u & 0xffffu), v[1] = ops::bf_bits(u >> 16);
+      for (int kk = 0; kk < KSTEPS; ++kk) {
+        const int r = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, c = kk * 2 + (lane >> 4);
+        ldmatrix_x4(smem_addr(qs) + tile_off<HD>(r, c), qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
       }
-#pragma unroll
-      for (int e = 0; e < E; ++e) acc[e] += pj * v[e];
     }
-    m = mn;
-  }
-  if (!active) return;
-  __nv_bfloat16* out = static_cast<__nv_bfloat16*>(a.out) + qrow + lane * E;
-  const float inv = 1.0f / l;
+    const uint32_t kb = smem_addr(ks + (j & 1) * TILE_BYTES), vb = smem_addr(vs + (j & 1) * TILE_BYTES);
+    const int k0 = j * kKeyTile;
+
+    // S = Q·Kᵀ: 8 tiles of 8 keys.
+    float s[8][4];
 #pragma unroll
-  for (int e = 0; e < E; ++e) out[e] = __float2bfloat16_rn(acc[e] * inv);
+    for (int nt = 0; nt < 8; ++nt) {
+      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+      for (int kk = 0; kk < KSTEPS; kk += 2) {
+        uint32_t b0, b1, b2, b3;
+        ldmatrix_x4(kb + tile_off<HD>(nt * 8 + (lane & 7), kk * 2 + (lane >> 3)), b0, b1, b2, b3);
+        mma_bf16(s[nt], qf[kk], b0, b1);
+        mma_bf16(s[nt], qf[kk + 1], b2, b3);
+      }
+    }
+    // Mask and the online softmax (rows g: elements 0, 1; row g + 8: elements 2, 3).
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      const int kp = k0 + nt * 8 + 2 * c4;
+      s[nt][0] = kp <= qpos0 ? s[nt][0] * sl2 : -INFINITY;
+      s[nt][1] = kp + 1 <= qpos0 ? s[nt][1] * sl2 : -INFINITY;
+      s[nt][2] = kp <= qpos1 ? s[nt][2] * sl2 : -INFINITY;
+      s[nt][3] = kp + 1 <= qpos1 ? s[nt][3] * sl2 : -INFINITY;
+      mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
+      mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
+    }
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
+    }
+    // Key 0 is visible to every row, so after the first tile the maxima are finite.
+    const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+    const float corr0 = exp2f(m0 - n0), corr1 = exp2f(m1 - n1);
+    m0 = n0, m1 = n1;
+    l0 *= corr0, l1 *= corr1;
+#pragma unroll
+    for (int d = 0; d < DTILES; ++d) o[d][0] *= corr0, o[d][1] *= corr0, o[d][2] *= corr1, o[d][3] *= corr1;
+    uint32_t pf[4][4];  // P as the A fragments of four k16 steps
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      const float p0 = exp2f(s[nt][0] - n0), p1 = exp2f(s[nt][1] - n0);
+      const float p2 = exp2f(s[nt][2] - n1), p3 = exp2f(s[nt][3] - n1);
+      l0 += p0 + p1, l1 += p2 + p3;
+      pf[nt >> 1][(nt & 1) * 2] = pack_bf16(p0, p1);
+      pf[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(p2, p3);
+    }
+    // O += P·V: V rows are keys, read transposed; two output column tiles per ldmatrix.
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+      for (int d = 0; d < DTILES; d += 2) {
+        uint32_t b0, b1, b2, b3;
+        ldmatrix_x4_trans(vb + tile_off<HD>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, d + (lane >> 4)), b0,
+                          b1, b2, b3);
+        mma_bf16(o[d], pf[kk], b0, b1);
+        mma_bf16(o[d + 1], pf[kk], b2, b3);
+      }
+    }
+    __syncthreads();  // this stage is consumed before the next iteration refills it
+  }
+
+#pragma unroll
+  for (int off = 1; off < 4; off <<= 1) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, off);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, off);
+  }
+  const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
+  const int t_0 = t0 + warp * 16 + g, t_1 = t_0 + 8;
+  auto* out = static_cast<__nv_bfloat16*>(a.out);
+#pragma unroll
+  for (int d = 0; d < DTILES; ++d) {
+    const int col = d * 8 + 2 * c4;
+    if (t_0 < a.T)
+      *reinterpret_cast<uint32_t*>(out + ((static_cast<int64_t>(b) * a.T + t_0) * a.H + h) * HD + col) =
+          pack_bf16(o[d][0] * inv0, o[d][1] * inv0);
+    if (t_1 < a.T)
+      *reinterpret_cast<uint32_t*>(out + ((static_cast<int64_t>(b) * a.T + t_1) * a.H + h) * HD + col) =
+          pack_bf16(o[d][2] * inv1, o[d][3] * inv1);
+  }
+}
+
+template <int HD>
+void launch_prefill(const PrefillAttnArgs& a, cudaStream_t stream) {
+  constexpr size_t smem = (kRowsPerBlock + 4 * kKeyTile) * HD * 2;
+  static bool configured = false;  // the shared-memory opt-in, once per process
+  if (!configured) {
+    const cudaError_t e =
+        cudaFuncSetAttribute(prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e != cudaSuccess) fail("attention_prefill: cudaFuncSetAttribute failed: {}", cudaGetErrorString(e));
+    configured = true;
+  }
+  const dim3 grid((a.T + kRowsPerBlock - 1) / kRowsPerBlock, a.H, a.B);
+  ops::launch("attention_prefill", prefill_kernel<HD>, grid, kWarps * 32, smem, stream, a);
 }
 
 }  // namespace
@@ -93,11 +235,10 @@ void attention_prefill(const PrefillAttnArgs& a, cudaStream_t stream) {
   LB_CHECK(a.B > 0 && a.T > 0 && a.p0 >= 0 && a.KV > 0 && a.H % a.KV == 0 && a.p0 + a.T <= a.cap,
            "attention_prefill: bad shape (B {}, T {}, p0 {}, H {}, KV {}, cap {})", a.B, a.T, a.p0,
            a.H, a.KV, a.cap);
-  const dim3 grid((a.T + kRows - 1) / kRows, a.H, a.B);
   if (a.HD == 128)
-    ops::launch("attention_prefill", prefill_kernel<128>, grid, kRows * 32, 0, stream, a);
+    launch_prefill<128>(a, stream);
   else if (a.HD == 64)
-    ops::launch("attention_prefill", prefill_kernel<64>, grid, kRows * 32, 0, stream, a);
+    launch_prefill<64>(a, stream);
   else
     fail("attention_prefill: head_dim {} (supported: 64, 128)", a.HD);
 }

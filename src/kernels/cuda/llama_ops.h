@@ -90,6 +90,10 @@ struct PrefillAttnArgs {
 // O(T · HD) memory, no score matrix. HD 64 or 128.
 void attention_prefill(const PrefillAttnArgs& a, cudaStream_t stream);
 
+// Holds the stream for about `microseconds` (profiling: the host queues the work behind it, so the
+// timed kernels then run back to back, without the host's launch gaps).
+void gpu_sleep(int64_t microseconds, cudaStream_t stream);
+
 // h[m, j] = bf16(silu(g) · u) with g = gu[m, j], u = gu[m, F + j] (the fused gate/up output).
 void swiglu(const void* gu, void* h, int M, int F, cudaStream_t stream);
 

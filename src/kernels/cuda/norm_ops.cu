@@ -142,6 +142,19 @@ void add_rmsnorm(float* x, const void* delta, const float* w, void* out, int M, 
               row_step, row_off);
 }
 
+namespace {
+__global__ void sleep_kernel(int64_t ns) {
+  const int64_t t0 = clock64();
+  const int64_t cycles = ns * 2;  // ≥ 1 cycle per ns at the clocks of these GPUs (1–2 GHz)
+  while (clock64() - t0 < cycles) __nanosleep(1000);
+}
+}  // namespace
+
+void gpu_sleep(int64_t microseconds, cudaStream_t stream) {
+  sleep_kernel<<<1, 1, 0, stream>>>(microseconds * 1000);
+  ops::check_launch("gpu_sleep");
+}
+
 void swiglu(const void* gu, void* h, int M, int F, cudaStream_t stream) {
   LB_CHECK(gu && h && M > 0 && F > 0, "swiglu: bad arguments");
   const int64_t total = static_cast<int64_t>(M) * F;

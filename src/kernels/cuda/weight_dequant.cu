@@ -20,38 +20,64 @@ __device__ __forceinline__ float e4m3_to_float(uint8_t b) {
   return __half2float(__half(h));
 }
 
+// 16 codes per thread: one 16-byte load, two 16-byte stores (K is a multiple of 64).
 template <bool kFloat8>
 __global__ void dequant_bytes_kernel(const uint8_t* q, const float* scale, int64_t n0, int64_t rows,
                                      int K, __nv_bfloat16* out) {
-  const int64_t total = rows * K;
+  const int64_t per_row = K / 16, total = rows * per_row;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t n = n0 + e / K;
-    const uint8_t b = q[n0 * K + e];
-    const float v = kFloat8 ? e4m3_to_float(b) : static_cast<float>(static_cast<int8_t>(b));
-    out[e] = __float2bfloat16_rn(v * scale[n]);
+    const int64_t r = e / per_row, c = e % per_row;
+    const float s = scale[n0 + r];
+    const uint4 v = reinterpret_cast<const uint4*>(q + (n0 + r) * K)[c];
+    const uint8_t* b = reinterpret_cast<const uint8_t*>(&v);
+    __align__(16) __nv_bfloat16 o[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      const float f = kFloat8 ? e4m3_to_float(b[i]) : static_cast<float>(static_cast<int8_t>(b[i]));
+      o[i] = __float2bfloat16_rn(f * s);
+    }
+    uint4* dst = reinterpret_cast<uint4*>(out + r * K + c * 16);
+    dst[0] = reinterpret_cast<const uint4*>(o)[0];
+    dst[1] = reinterpret_cast<const uint4*>(o)[1];
   }
 }
 
-// One thread per packed word of the tiles covering rows [n0, n1).
-__global__ void dequant_int4_kernel(const uint32_t* packed, const uint32_t* qp, int64_t n0,
-                                    int64_t n1, int K, int group, __nv_bfloat16* out) {
+// One thread per 16-byte lane of a (tile, chunk) block: rows g and g + 8 of the tile at k = 16t ..
+// 16t + 15 of the chunk (one group), written as 32 contiguous bytes per row. In word s, row g's
+// nibbles 0, 4, 2, 6 are k0 .. k0 + 3 (k0 = 16t + 4s); row g + 8's are nibbles 1, 5, 3, 7.
+__global__ void dequant_int4_kernel(const uint4* packed, const uint32_t* qp, int64_t n0, int64_t n1,
+                                    int K, int group, __nv_bfloat16* out) {
   const int64_t chunks = K / 64, groups = K / group;
-  const int64_t tile0 = n0 / 16, words = ((n1 - n0 + 15) / 16) * chunks * 128;
-  for (int64_t w = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; w < words;
-       w += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t idx = tile0 * chunks * 128 + w;
-    const int4::Word wd(idx, chunks);
-    const uint32_t bits = packed[idx];
-    const int64_t grp = wd.col(0) / group;
+  const int64_t tile0 = n0 / 16, lanes = ((n1 - n0 + 15) / 16) * chunks * 32;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < lanes;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t idx = tile0 * chunks * 32 + e;
+    const int lane = static_cast<int>(idx & 31), g = lane >> 2, t = lane & 3;
+    const int64_t tc = idx >> 5, chunk = tc % chunks, tile = tc / chunks;
+    const uint4 v = packed[idx];
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+    const int64_t k0 = chunk * 64 + 16 * t, grp = k0 / group;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const int64_t n = wd.tile * 16 + wd.row(i);
+    for (int half = 0; half < 2; ++half) {
+      const int r = g + 8 * half;
+      const int64_t n = tile * 16 + r;
       if (n >= n1) continue;
-      const uint32_t sz = qp[int4::qparam_index(wd.tile, groups, grp, wd.row(i))];
+      const uint32_t sz = qp[int4::qparam_index(tile, groups, grp, r)];
       const float s = ops::bf_bits(sz & 0xffffu), z = ops::bf_bits(sz >> 16);
-      const float q = static_cast<float>((bits >> (4 * i)) & 0xfu) - 8.0f;
-      out[(n - n0) * K + wd.col(i)] = __float2bfloat16_rn(__fmaf_rn(q, s, z));
+      __align__(16) __nv_bfloat16 o[16];
+#pragma unroll
+      for (int ws = 0; ws < 4; ++ws) {
+        constexpr int nib[4] = {0, 4, 2, 6};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const float q = static_cast<float>((w[ws] >> (4 * (nib[j] + half))) & 0xfu) - 8.0f;
+          o[4 * ws + j] = __float2bfloat16_rn(__fmaf_rn(q, s, z));
+        }
+      }
+      uint4* dst = reinterpret_cast<uint4*>(out + (n - n0) * K + k0);
+      dst[0] = reinterpret_cast<const uint4*>(o)[0];
+      dst[1] = reinterpret_cast<const uint4*>(o)[1];
     }
   }
 }
@@ -108,12 +134,13 @@ __global__ void tensor_float8_kernel(const __nv_bfloat16* x, int M, int64_t n, c
     else
       out[i] = __float2bfloat16_rn(f == 0.0f ? 0.0f : e4m3_to_float(static_cast<uint8_t>(q)) * scale);
   }
-  if (kCodes && blockIdx.x == 0 && threadIdx.x < M) xscale[threadIdx.x] = scale;
+  if (kCodes && blockIdx.x == 0)
+    for (int m = threadIdx.x; m < M; m += blockDim.x) xscale[m] = scale;
 }
 
 void tensor_float8(const void* x, int M, int K, unsigned* amax, uint8_t* xq, float* xscale, void* out,
                    cudaStream_t stream) {
-  LB_CHECK(x && amax && M > 0 && K > 0 && (out || (xq && xscale && M <= 256)),
+  LB_CHECK(x && amax && M > 0 && K > 0 && (out || (xq && xscale)),
            "quantize_tensor_float8: bad arguments (M {}, K {})", M, K);
   const int64_t n = static_cast<int64_t>(M) * K;
   const cudaError_t e = cudaMemsetAsync(amax, 0, sizeof(unsigned), stream);
@@ -163,16 +190,16 @@ __global__ void repack_int4_qparams(const uint16_t* scale, const uint16_t* zero,
 
 void dequant_rows_int8(const int8_t* q, const float* scale, int64_t n0, int64_t n1, int K, void* out,
                        cudaStream_t stream) {
-  LB_CHECK(q && scale && out && n1 > n0 && n0 >= 0 && K > 0, "dequant_rows_int8: bad arguments");
-  dequant_bytes_kernel<false><<<blocks_for((n1 - n0) * K), 256, 0, stream>>>(
+  LB_CHECK(q && scale && out && n1 > n0 && n0 >= 0 && K > 0 && K % 16 == 0, "dequant_rows_int8: bad arguments");
+  dequant_bytes_kernel<false><<<blocks_for((n1 - n0) * K / 16), 256, 0, stream>>>(
       reinterpret_cast<const uint8_t*>(q), scale, n0, n1 - n0, K, static_cast<__nv_bfloat16*>(out));
   ops::check_launch("dequant_rows_int8");
 }
 
 void dequant_rows_float8(const uint8_t* q, const float* scale, int64_t n0, int64_t n1, int K,
                          void* out, cudaStream_t stream) {
-  LB_CHECK(q && scale && out && n1 > n0 && n0 >= 0 && K > 0, "dequant_rows_float8: bad arguments");
-  dequant_bytes_kernel<true><<<blocks_for((n1 - n0) * K), 256, 0, stream>>>(
+  LB_CHECK(q && scale && out && n1 > n0 && n0 >= 0 && K > 0 && K % 16 == 0, "dequant_rows_float8: bad arguments");
+  dequant_bytes_kernel<true><<<blocks_for((n1 - n0) * K / 16), 256, 0, stream>>>(
       q, scale, n0, n1 - n0, K, static_cast<__nv_bfloat16*>(out));
   ops::check_launch("dequant_rows_float8");
 }
@@ -182,9 +209,9 @@ void dequant_rows_int4(const void* packed, const void* qparams, int64_t n0, int6
   LB_CHECK(packed && qparams && out && n1 > n0 && n0 >= 0 && n0 % 16 == 0 && K % 64 == 0 &&
                group >= 16 && K % group == 0,
            "dequant_rows_int4: bad arguments (rows [{}, {}), K {}, group {})", n0, n1, K, group);
-  const int64_t words = (n1 - n0 + 15) / 16 * (K / 64) * 128;
-  dequant_int4_kernel<<<blocks_for(words), 256, 0, stream>>>(
-      static_cast<const uint32_t*>(packed), static_cast<const uint32_t*>(qparams), n0, n1, K, group,
+  const int64_t lanes = (n1 - n0 + 15) / 16 * (K / 64) * 32;
+  dequant_int4_kernel<<<blocks_for(lanes), 256, 0, stream>>>(
+      static_cast<const uint4*>(packed), static_cast<const uint32_t*>(qparams), n0, n1, K, group,
       static_cast<__nv_bfloat16*>(out));
   ops::check_launch("dequant_rows_int4");
 }

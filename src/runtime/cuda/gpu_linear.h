@@ -5,10 +5,15 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "lowbit/quant/linear.h"
 #include "runtime/cuda/device.h"
+
+namespace lowbit::cuda {
+class ScaledGemm;
+}
 
 namespace lowbit::gpu {
 
@@ -47,13 +52,17 @@ void upload_rows(GpuLinear& dst, int64_t n0, const quant::LinearWeight& src, cud
 // Fills dst with random N(0, std) bf16 weights quantized to its format on the device.
 void randomize(GpuLinear& dst, uint64_t seed, float std, cudaStream_t stream);
 
-// Runs products on one stream; owns the cuBLAS handle and the scratch buffers.
+// Runs products on one stream; owns the cuBLAS handles and the scratch buffers. Prefill (more than
+// 16 rows): bf16 weights through cuBLAS; float8dq-row through cuBLASLt's FP8 GEMM on e4m3
+// activations with both scale vectors in its epilogue; int8dq through cuBLASLt's int8 GEMM (int32 results,
+// scaled to bf16 by a light kernel); the weight-only formats dequantized into the bf16 scratch in
+// row chunks, each multiplied by cuBLAS.
 class LinearExec {
  public:
   // max_rows: most rows of x; max_k / max_n: largest in/out features; wscratch_bytes: bf16 weight
   // rows dequantized per cuBLAS call (0 when every weight is bf16).
   LinearExec(DeviceArena& arena, cudaStream_t stream, int max_rows, int64_t max_k, int64_t max_n,
-             size_t wscratch_bytes, bool pdl);
+             size_t wscratch_bytes, bool pdl, int64_t dequant_chunk_bytes = 0, bool fp8_fast_accum = true);
   ~LinearExec();
   LinearExec(const LinearExec&) = delete;
   LinearExec& operator=(const LinearExec&) = delete;
@@ -74,8 +83,12 @@ class LinearExec {
   unsigned* amax_ = nullptr;   // float8dq-tensor's activation amax
   void* yscratch_ = nullptr;   // GEMV output when y has a row stride ≠ N
   void* xscratch_ = nullptr;   // fake-quantized activations (prefill of the dq schemes)
-  void* wscratch_ = nullptr;
+  void* wscratch_ = nullptr;   // dequantized bf16 weight rows, or int8dq's int32 products
   size_t wscratch_bytes_;
+  float* xs_ = nullptr;        // per-row activation scales (prefill of the dq schemes)
+  std::unique_ptr<cuda::ScaledGemm> scaled_;
+  bool fp8_ok_ = true, int8_ok_ = true;
+  int64_t dequant_chunk_bytes_ = 0;  // cleared when cuBLASLt offers no algorithm
 };
 
 }  // namespace lowbit::gpu

@@ -18,6 +18,14 @@ void LlamaGpu::Impl::run_group(const GpuGroup& g, const void* in, int M, void* y
     lin->run(g.parts[i], in, M, static_cast<char*>(y) + g.col0[i] * elt, g.N, y_f32);
 }
 
+void LlamaGpu::Impl::mark(const char* name) {
+  if (!prof) return;
+  cudaEvent_t e = nullptr;
+  LB_CUDA(cudaEventCreate(&e));
+  prof->emplace_back(name, e);
+  LB_CUDA(cudaEventRecord(e, stream));
+}
+
 void LlamaGpu::Impl::layer(int l, int M, bool decode, int T, int64_t p0) {
   const GpuLayer& L = layers[l];
   const int D = static_cast<int>(c.hidden_size), F = static_cast<int>(c.intermediate_size);
@@ -29,7 +37,9 @@ void LlamaGpu::Impl::layer(int l, int M, bool decode, int T, int64_t p0) {
 
   // The previous layer's MLP residual joins here (layer 0 starts from the embeddings).
   cuda::add_rmsnorm(x, l == 0 ? nullptr : dn, L.attn_norm, xn, M, D, eps, 1, 0, stream);
+  mark("add + attn_norm");
   run_group(L.qkv, xn, M, qkv);
+  mark("qkv_proj");
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
   if (decode) {
     // RoPE, the cache append and the split merge all happen inside the decode attention kernel.
@@ -39,14 +49,21 @@ void LlamaGpu::Impl::layer(int l, int M, bool decode, int T, int64_t p0) {
   } else {
     cuda::RopeKvArgs ra{qkv, q, kc, vc, d_rows_pos, rope, M, H, KV, HD, S, T};
     cuda::rope_kv_append(ra, stream);
+    mark("rope + kv append");
     cuda::PrefillAttnArgs pa{q, kc, vc, att, M / T, T, static_cast<int>(p0), H, KV, HD, S, scale};
     cuda::attention_prefill(pa, stream);
   }
+  mark("attention");
   run_group(L.wo, att, M, ob);
+  mark("o_proj");
   cuda::add_rmsnorm(x, ob, L.ffn_norm, xn, M, D, eps, 1, 0, stream);
+  mark("add + ffn_norm");
   run_group(L.gate_up, xn, M, gu);
+  mark("gate_up_proj");
   cuda::swiglu(gu, h, M, F, stream);
+  mark("swiglu");
   run_group(L.down, h, M, dn);
+  mark("down_proj");
 }
 
 // One greedy step of B sequences: tokens d_token at positions d_pos → the next tokens, appended to
@@ -54,10 +71,14 @@ void LlamaGpu::Impl::layer(int l, int M, bool decode, int T, int64_t p0) {
 void LlamaGpu::Impl::decode_body(int B) {
   const int D = static_cast<int>(c.hidden_size), V = static_cast<int>(c.vocab_size);
   cuda::embed_rows(embedding, c.vocab_size, d_token, B, D, x, stream);
+  mark("embedding");
   for (int l = 0; l < static_cast<int>(c.num_layers); ++l) layer(l, B, true, 1, 0);
   cuda::add_rmsnorm(x, dn, final_norm, xn, B, D, static_cast<float>(c.rms_norm_eps), 1, 0, stream);
+  mark("final norm");
   run_group(lm_head, xn, B, logits16);
+  mark("lm_head");
   cuda::argmax_advance(logits16, false, V, B, V, d_token, d_pos, d_hist, d_n, hist_cap, stream);
+  mark("argmax");
 }
 
 cudaGraphExec_t LlamaGpu::Impl::graph_for(int B) {
@@ -248,6 +269,68 @@ std::vector<float> LlamaGpu::decode_step(std::span<const int32_t> tokens, std::s
   m.batch = B;
   for (int b = 0; b < B; ++b) m.host_pos[b] = positions[b] + 1;
   return out;
+}
+
+namespace {
+
+// Runs `body` eagerly with an event after each op and returns the time per op name (first-seen
+// order, summed over layers) and, last, the total.
+template <typename F>
+std::vector<std::pair<std::string, double>> profile_ops(LlamaGpu::Impl& m, F&& body) {
+  std::vector<std::pair<const char*, cudaEvent_t>> events;
+  cudaEvent_t start = nullptr;
+  LB_CUDA(cudaEventCreate(&start));
+  LB_CUDA(cudaStreamSynchronize(m.stream));
+  cuda::gpu_sleep(30000, m.stream);  // the host queues the whole step meanwhile
+  LB_CUDA(cudaEventRecord(start, m.stream));
+  m.prof = &events;
+  try {
+    body();
+  } catch (...) {
+    m.prof = nullptr;
+    throw;
+  }
+  m.prof = nullptr;
+  LB_CUDA(cudaStreamSynchronize(m.stream));
+  std::vector<std::pair<std::string, double>> out;
+  std::map<std::string, size_t> at;
+  cudaEvent_t prev = start;
+  double total = 0;
+  for (auto& [name, e] : events) {
+    float ms = 0;
+    LB_CUDA(cudaEventElapsedTime(&ms, prev, e));
+    total += ms;
+    auto it = at.find(name);
+    if (it == at.end()) {
+      it = at.emplace(name, out.size()).first;
+      out.emplace_back(name, 0.0);
+    }
+    out[it->second].second += ms;
+    prev = e;
+  }
+  for (auto& [name, e] : events) cudaEventDestroy(e);
+  cudaEventDestroy(start);
+  out.emplace_back("total", total);
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, double>> LlamaGpu::profile_decode_step() {
+  Impl& m = *impl_;
+  const int B = m.batch;
+  LB_CHECK(B > 0, "profile: run prefill first");
+  for (int b = 0; b < B; ++b)
+    LB_CHECK(m.host_pos[b] + 1 <= m.o.max_seq && m.host_pos[b] + 1 <= m.hist_cap,
+             "profile: no room in the KV cache for another step");
+  m.graph_for(B);  // one-time setup outside the timed step
+  auto out = profile_ops(m, [&] { m.decode_body(B); });
+  for (int b = 0; b < B; ++b) m.host_pos[b] += 1;
+  return out;
+}
+
+std::vector<std::pair<std::string, double>> LlamaGpu::profile_prefill(std::span<const int32_t> tokens, int batch) {
+  return profile_ops(*impl_, [&] { prefill(tokens, batch, 0, Logits::Last); });
 }
 
 }  // namespace lowbit

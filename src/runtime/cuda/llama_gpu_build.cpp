@@ -212,7 +212,8 @@ void LlamaGpu::Impl::finish_setup() {
   }
   visit(lm_head);
   scratch = std::min<int64_t>(scratch, std::max<int64_t>(int64_t(256) << 20, 32 * max_k));
-  lin = std::make_unique<gpu::LinearExec>(arena, stream, R, max_k, max_n, static_cast<size_t>(scratch), o.pdl);
+  lin = std::make_unique<gpu::LinearExec>(arena, stream, R, max_k, max_n, static_cast<size_t>(scratch), o.pdl,
+                                          o.dequant_chunk_bytes, o.fp8_fast_accum);
   host_pos.assign(static_cast<size_t>(B), 0);
   LB_CUDA(cudaStreamSynchronize(stream));
 }

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "lowbit/model/llama_cuda.h"
@@ -64,6 +65,9 @@ struct LlamaGpu::Impl {
   int batch = 0;                  // sequences of the current decode
   std::vector<int64_t> host_pos;  // the positions the next decode step writes (host mirror)
   std::map<int, cudaGraphExec_t> graphs;
+  // Set while profile_decode_step() runs the step eagerly: an event after each op, with its name.
+  std::vector<std::pair<const char*, cudaEvent_t>>* prof = nullptr;
+  void mark(const char* name);
 
   Impl(const LlamaConfig& config, const GpuOptions& opt);
   ~Impl();
