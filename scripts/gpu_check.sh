@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one script for the GPU machine: device state, the CUDA tests (kernels and the forward pass on
-# the real model), `lowbit bench --device cuda` on Llama-3.1-8B shapes (batch 1 and 4), `lowbit
-# generate` and `lowbit ppl --device cuda` on the real model, and the decode-kernel sweep.
+# the real model), `lowbit bench --device cuda` on Llama-3.1-8B shapes (batch 1 with the per-op
+# profile, a 2048-token prefill, batch 16), `lowbit generate` and `lowbit ppl --device cuda` on the
+# real model, and the decode-kernel sweep.
 #
 # Build on the CPU machine (binaries built there run on the GPU machine; libstdc++ is static):
 #   cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release
@@ -11,13 +12,19 @@
 #   bash scripts/gpu_check.sh carry [--quick]
 # --quick: the bench measures bf16 and int4wo-64 at batch 1 only, and the kernel sweep is skipped.
 # Logs (tests.log, bench_cuda.txt, bench.txt, bench_full.txt, sass.txt.gz) go to $OUT when set, else to
-# the binaries' folder. Exit status: nonzero if any step failed.
+# the binaries' folder. GPU_CHECK_STEPS picks steps (see below). Exit status: nonzero if any step failed.
 set -uo pipefail
 DIR=${1:-carry}
 shift || true
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 LOG=${OUT:-$DIR}
+# Steps to run (comma-separated; default all): tests, bench (batch 1, prompt 128, with the per-op
+# profile), prefill (prompt 2048), batch16, cli (generate/ppl on the real model), torch (PyTorch's
+# bf16 decode, torch.compile), sweep (kernel sweep).
+STEPS=${GPU_CHECK_STEPS:-tests,bench,prefill,batch16,cli,torch,sweep}
+[ "$QUICK" = 1 ] && STEPS=${GPU_CHECK_STEPS:-tests,bench,cli}
+want() { [[ ",$STEPS," == *",$1,"* ]]; }
 mkdir -p "$LOG"
 
 # Compressed binaries and model unpack into a scratch folder (the carried one may be read-only); xz,
@@ -59,37 +66,56 @@ fi
 echo "== libraries"
 ldd "$BIN/lowbit_cuda_tests" | grep -E "not found|cublas|cudart|stdc|gomp" || true
 
-echo "== tests (model: $LOWBIT_MODEL_DIR)"
-"$BIN/lowbit_cuda_tests" --gtest_brief=1 >"$LOG/tests.log" 2>&1
-test_rc=$?
-grep -E "^(prefill|decode|greedy|batched|.*ppl GPU)" "$LOG/tests.log" || true
-tail -n 25 "$LOG/tests.log"
-
-echo "== lowbit bench --device cuda"
-SCHEMES=bf16,int8wo,int4wo-64,float8wo,float8dq-row,int8dq
-[ "$QUICK" = 1 ] && SCHEMES=bf16,int4wo-64
-"$BIN/lowbit" bench --device cuda --arch llama-3.1-8b --quant "$SCHEMES" -n 200 --prompt-len 128 \
-  >"$LOG/bench_cuda.txt" 2>&1
-cuda_bench_rc=$?
-cat "$LOG/bench_cuda.txt"
-
-if [ "$QUICK" = 0 ]; then
-  echo "== lowbit bench --device cuda --batch 4"
-  "$BIN/lowbit" bench --device cuda --arch llama-3.1-8b --quant bf16,int4wo-64,int8dq -n 100 --prompt-len 128 \
-    --batch 4 >"$LOG/bench_cuda_b4.txt" 2>&1 || cuda_bench_rc=1
-  cat "$LOG/bench_cuda_b4.txt"
+test_rc=0
+if want tests; then
+  echo "== tests (model: $LOWBIT_MODEL_DIR)"
+  "$BIN/lowbit_cuda_tests" --gtest_brief=1 >"$LOG/tests.log" 2>&1
+  test_rc=$?
+  grep -E "^(prefill|decode|greedy|batched|.*ppl GPU|.*prefill \()" "$LOG/tests.log" || true
+  tail -n 25 "$LOG/tests.log"
 fi
 
-echo "== lowbit generate / ppl --device cuda (real model)"
+cuda_bench_rc=0
+SCHEMES=bf16,int8wo,int4wo-64,float8wo,float8dq-row,int8dq
+[ "$QUICK" = 1 ] && SCHEMES=bf16,int4wo-64
+if want bench; then
+  echo "== lowbit bench --device cuda (batch 1, prompt 128; --profile: GPU time per op)"
+  "$BIN/lowbit" bench --device cuda --arch llama-3.1-8b --quant "$SCHEMES" -n 200 --prompt-len 128 --profile \
+    >"$LOG/bench_cuda.txt" 2>&1 || cuda_bench_rc=1
+  cat "$LOG/bench_cuda.txt"
+fi
+if want prefill; then
+  echo "== lowbit bench --device cuda --prompt-len 2048 (prefill of a 2048-token prompt)"
+  "$BIN/lowbit" bench --device cuda --arch llama-3.1-8b --quant "$SCHEMES" -n 16 --prompt-len 2048 \
+    >"$LOG/bench_cuda_p2048.txt" 2>&1 || cuda_bench_rc=1
+  cat "$LOG/bench_cuda_p2048.txt"
+fi
+if want batch16; then
+  echo "== lowbit bench --device cuda --batch 16"
+  "$BIN/lowbit" bench --device cuda --arch llama-3.1-8b --quant bf16,int4wo-64,int8wo -n 100 --prompt-len 128 \
+    --batch 16 >"$LOG/bench_cuda_b16.txt" 2>&1 || cuda_bench_rc=1
+  cat "$LOG/bench_cuda_b16.txt"
+fi
+
 cli_rc=0
-"$BIN/lowbit" generate --model "$LOWBIT_MODEL_DIR" --device cuda --temperature 0 -n 40 \
-  -p "Mr. Speaker, the state of our union" 2>&1 || cli_rc=1
-"$BIN/lowbit" ppl --model "$LOWBIT_MODEL_DIR" --device cuda --quant int4wo-64 --text "$LOWBIT_TEXT" --limit 16 -q \
-  2>&1 || cli_rc=1
-"$BIN/lowbit" ppl --model "$LOWBIT_MODEL_DIR" --quant int4wo-64 --text "$LOWBIT_TEXT" --limit 16 -q 2>&1 || cli_rc=1
+if want cli; then
+  echo "== lowbit generate / ppl --device cuda (real model)"
+  "$BIN/lowbit" generate --model "$LOWBIT_MODEL_DIR" --device cuda --temperature 0 -n 40 \
+    -p "Mr. Speaker, the state of our union" 2>&1 || cli_rc=1
+  "$BIN/lowbit" ppl --model "$LOWBIT_MODEL_DIR" --device cuda --quant int4wo-64 --text "$LOWBIT_TEXT" --limit 16 -q \
+    2>&1 || cli_rc=1
+  "$BIN/lowbit" ppl --model "$LOWBIT_MODEL_DIR" --quant int4wo-64 --text "$LOWBIT_TEXT" --limit 16 -q 2>&1 || cli_rc=1
+fi
+
+if want torch; then
+  # PyTorch's own bf16 decode on the same shapes (gpt-fast's method), compile time bounded.
+  echo "== PyTorch bf16 decode (bench/cuda/torch_decode.py)"
+  timeout 240 python3 "$(dirname "$0")/../bench/cuda/torch_decode.py" -n 200 --prompt-len 128 2>&1 | tail -n 3 ||
+    echo "torch_decode.py failed or timed out"
+fi
 
 bench_rc=0
-if [ "$QUICK" = 0 ] && [ -x "$BIN/lowbit_gemv_bench" ]; then
+if want sweep && [ -x "$BIN/lowbit_gemv_bench" ]; then
   if command -v cuobjdump >/dev/null; then
     cuobjdump -sass "$BIN/lowbit_gemv_bench" 2>/dev/null | gzip >"$LOG/sass.txt.gz"
   fi

@@ -160,6 +160,8 @@ Action register_bench(CLI::App& app) {
   sub->add_option("-n", o->n, "new tokens to generate")->capture_default_str();
   sub->add_option("--seed", o->seed, "seed of the random weights and prompts")->capture_default_str();
   sub->add_flag("--json", o->json, "print one JSON object");
+  sub->add_flag("--profile", o->profile,
+                "--device cuda: also time each op of one (un-graphed) decode step and of the prefill");
   sub->add_option("--quant", o->quants, "comma-separated schemes to measure (bf16, int8wo, int4wo-32, ...)")
       ->capture_default_str();
   return [o] { return run_bench(*o); };

@@ -18,6 +18,7 @@ struct BenchOptions {
   int64_t n = 200;
   uint64_t seed = 0;
   bool json = false;
+  bool profile = false;  // --device cuda: GPU time per op of one decode step and of the prefill
 };
 
 // The GPU table (random weights are generated on the device). Only in CUDA builds.

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -31,7 +32,8 @@ struct GpuRow {
   std::string scheme, formats;
   int64_t model_bytes = 0;
   double decode_tps = 0, prefill_tps = 0, build_s = 0;
-  int64_t peak_bytes = 0;
+  int64_t peak_bytes = 0, kv_bytes = 0, embed_bytes = 0;
+  std::vector<std::pair<std::string, double>> decode_ops, prefill_ops;
 };
 
 double seconds_since(clock_type::time_point t0) {
@@ -49,6 +51,9 @@ GpuRow run_scheme(const LlamaConfig& cfg, const LlamaModel* base, const std::str
   go.max_batch = static_cast<int>(B);
   go.max_seq = P + N + 1;
   go.max_prefill = B * P;
+  // Tuning knobs of the prefill products (measurements, not user options).
+  if (const char* e = std::getenv("LOWBIT_DEQUANT_CHUNK_MB")) go.dequant_chunk_bytes = std::atoll(e) << 20;
+  if (const char* e = std::getenv("LOWBIT_FP8_FAST_ACCUM")) go.fp8_fast_accum = std::atoi(e) != 0;
   gpu::reset_arena_peak();
   const auto t0 = clock_type::now();
   std::unique_ptr<LlamaGpu> m;
@@ -81,6 +86,12 @@ GpuRow run_scheme(const LlamaConfig& cfg, const LlamaModel* base, const std::str
   m->decode_greedy(N);  // returns after the last step's tokens reached the host
   row.decode_tps = static_cast<double>(N) / seconds_since(t1);
   row.peak_bytes = static_cast<int64_t>(gpu::arena_bytes_peak());
+  row.kv_bytes = 2 * cfg.num_layers * B * cfg.num_kv_heads * go.max_seq * cfg.head_dim * 2;
+  row.embed_bytes = cfg.vocab_size * cfg.hidden_size * 2;
+  if (o.profile) {
+    row.decode_ops = m->profile_decode_step();
+    row.prefill_ops = m->profile_prefill(prompt, static_cast<int>(B));
+  }
   return row;
 }
 
@@ -140,6 +151,24 @@ int run_bench_cuda(const BenchOptions& o) {
              "embedding) x decode tok/s;\nfloor tok/s = 3.0 TB/s / model size; peak GPU mem = the model's device "
              "allocations (weights, embedding, KV cache, buffers, cuBLAS workspace).\n");
   for (const auto& r : rows) fmt::print("  {}: {}\n", r.scheme, r.formats);
+  fmt::print("\npeak GPU memory against weights + embedding + KV cache + 1 GiB:\n");
+  for (const auto& r : rows) {
+    const double budget = static_cast<double>(r.model_bytes + r.embed_bytes + r.kv_bytes) + (1 << 30);
+    fmt::print("  {}: peak {} = {:.3f} x ({} weights + {} embedding + {} KV cache + 1 GiB)\n", r.scheme,
+               human_bytes(r.peak_bytes), static_cast<double>(r.peak_bytes) / budget, human_bytes(r.model_bytes),
+               human_bytes(r.embed_bytes), human_bytes(r.kv_bytes));
+  }
+  if (o.profile) {
+    for (const auto& r : rows) {
+      for (const auto* ops : {&r.decode_ops, &r.prefill_ops}) {
+        fmt::print("\n{}: GPU ms per op, one {} (events between ops, no graph)\n", r.scheme,
+                   ops == &r.decode_ops ? "decode step" : fmt::format("prefill of {} tokens", o.batch * o.prompt_len));
+        const double total = ops->empty() ? 0.0 : ops->back().second;
+        for (const auto& [name, ms] : *ops)
+          fmt::print("  {:<18} {:9.3f} ms {:6.1f}%\n", name, ms, total > 0 ? 100.0 * ms / total : 0.0);
+      }
+    }
+  }
   return 0;
 }
 
