@@ -190,6 +190,24 @@ class Driver {
       if (o_.algorithm == Algorithm::Awq && o_.awq_clip)
         for (size_t i = g.clip_from; i < g.linears.size(); ++i) awq_clip(g.linears[i], x, &s, *cfg);
     }
+    // o_proj has no foldable scale (its input mixes the query heads of a shared value head) but is clipped.
+    const auto attn_out = stats.find(LinearSite::AttnOut);
+    if (o_.algorithm == Algorithm::Awq && o_.awq_clip && attn_out != stats.end())
+      for (const Slot& s : slots)
+        if (s.site == LinearSite::AttnOut)
+          if (const auto c = plan_config_for(plan_, s.name); c && !std::holds_alternative<quant::NoQuant>(*c))
+            awq_clip(s.ptr, attn_out->second, nullptr, *c);
+  }
+
+  // AWQ on lm_head: scales folded into the final RMSNorm, then clipping.
+  void scale_head(LlamaModel& m, const SiteStats& x) {
+    const auto c = plan_config_for(plan_, "lm_head");
+    if (!c || std::holds_alternative<quant::NoQuant>(*c)) return;
+    const ScaleGroup g{LinearSite::AttnIn, {&m.lm_head}, &m.final_norm, nullptr, 0};
+    const std::vector<float> s = awq_scales(g, x, *c, o_.awq_grid);
+    fold_scales(g, s);
+    scaled_.insert(&m.lm_head);
+    if (o_.awq_clip) awq_clip(&m.lm_head, x, &s, *c);
   }
 
   // Quantizes one slot (a no-op when the plan leaves it alone); `stats` is its site's, when calibrated.
@@ -293,8 +311,9 @@ std::vector<LayerReport> quantize_with_algorithm(LlamaModel& model, const QuantP
     } else if (opt.algorithm != Algorithm::Gptq) {
       const bool search = opt.algorithm == Algorithm::Awq || opt.smooth_alpha < 0;
       const StatsSpec keep{.keep_rows = search ? opt.awq_rows : 0};
-      const auto stats = runner->collect(
-          l, {{LinearSite::AttnIn, keep}, {LinearSite::MlpIn, keep}, {LinearSite::MlpDown, keep}});
+      std::map<LinearSite, StatsSpec> want{{LinearSite::AttnIn, keep}, {LinearSite::MlpIn, keep}, {LinearSite::MlpDown, keep}};
+      if (opt.algorithm == Algorithm::Awq && opt.awq_clip) want[LinearSite::AttnOut] = keep;
+      const auto stats = runner->collect(l, want);
       d.scale_block(model, l, stats);
       for (const Slot& s : slots) d.quantize(s, nullptr, block);
     } else {
@@ -332,8 +351,10 @@ std::vector<LayerReport> quantize_with_algorithm(LlamaModel& model, const QuantP
   const Slot lm{"lm_head", &model.lm_head, LinearSite::AttnIn};
   const LinearPtr head_before = model.lm_head;
   if (calibrated) {
-    const SiteStats s = runner->final_norm_stats(spec);
+    const bool awq = opt.algorithm == Algorithm::Awq;
+    const SiteStats s = runner->final_norm_stats(awq ? StatsSpec{.keep_rows = opt.awq_rows} : spec);
     runner.reset();  // the hidden states are not needed any more
+    if (awq) d.scale_head(model, s);
     d.quantize(lm, &s, head);
   } else {
     d.quantize(lm, nullptr, head);

@@ -21,7 +21,7 @@ struct AlgorithmOptions {
   Algorithm algorithm = Algorithm::Rtn;
   // GPTQ
   double percdamp = 0.01;
-  int clip_grid = 0;  // GptqOptions::clip_grid
+  int clip_grid = 100;  // GptqOptions::clip_grid (the CLI default; 0: RTN qparams of the full range)
   int gptq_block = 128;
   bool act_order = false;
   // SmoothQuant's migration strength; negative: searched per layer group on the calibration rows

@@ -8,6 +8,7 @@
 // update), which keeps U's rows in cache. Rows are processed in chunks in parallel; each row's
 // arithmetic is the same in any chunk or thread, so results are deterministic.
 #include "algorithms/gptq.h"
+#include "algorithms/group_quant.h"
 
 #include <algorithm>
 #include <cmath>
@@ -113,77 +114,6 @@ void invert_lower(const double* l, int64_t K, double* x) {
 }
 
 // ------------------------------------------------------------------ the schemes' RTN math
-
-// One group's qparams and the values quantize/dequantize need, exactly as the layouts' RTN computes
-// them (lowbit::quant primitives on a float32 weight):
-//   Int4FloatZero: scale, zero bf16; aux = min_val = bf16(zero - bf16(scale * 8))
-//   UIntIntZero:   scale float32, zero an integer; aux = 1 / scale
-//   Int8PerRow:    scale float32, zero 0; aux = 1 / scale
-struct QParam {
-  float scale, zero, aux;
-};
-
-struct Scheme {
-  GptqScheme kind;
-  float qmin, qmax;
-
-  QParam choose(const float* x, int64_t n) const {
-    const auto [pmn, pmx] = std::minmax_element(x, x + n);
-    const float mn = *pmn, mx = *pmx;
-    switch (kind) {
-      case GptqScheme::Int4FloatZero: {  // choose_qparams_affine_float_zero, eps 1e-6, bf16 out
-        float s = (mx - mn) / 15.0f;
-        if (s < 1e-6f) s = 1e-6f;
-        const float z = mn + s * 8.0f;
-        const float sb = round_to(DType::BF16, s), zb = round_to(DType::BF16, z);
-        return {sb, zb, round_to(DType::BF16, zb - round_to(DType::BF16, sb * 8.0f))};
-      }
-      case GptqScheme::UIntIntZero: {  // choose_qparams_affine ASYMMETRIC, eps 2^-23
-        const float lo = std::min(mn, 0.0f), hi = std::max(mx, 0.0f);
-        float s = (hi - lo) / (qmax - qmin);
-        if (s < 0x1p-23f) s = 0x1p-23f;
-        const float z = std::clamp(qmin - std::nearbyint(lo / s), qmin, qmax);
-        return {s, z, 1.0f / s};
-      }
-      case GptqScheme::Int8PerRow: {  // choose_qparams_affine SYMMETRIC [-128, 127], eps 2^-23
-        const float amax = std::max(-std::min(mn, 0.0f), std::max(mx, 0.0f));
-        float s = amax / 127.5f;
-        if (s < 0x1p-23f) s = 0x1p-23f;
-        return {s, 0.0f, 1.0f / s};
-      }
-    }
-    return {};
-  }
-
-  float quantize(float x, const QParam& p) const {  // quantize_affine (Float / Int domain)
-    const float q = kind == GptqScheme::Int4FloatZero ? std::nearbyint((x - p.aux) / p.scale)
-                                                      : std::nearbyint(x * p.aux) + p.zero;
-    return std::clamp(q, qmin, qmax);
-  }
-
-  float dequantize(float q, const QParam& p) const {  // as the layouts' dequantize_rows
-    switch (kind) {
-      case GptqScheme::Int4FloatZero:
-        return (q - 8.0f) * p.scale + p.zero;
-      case GptqScheme::UIntIntZero:
-        return (q - p.zero) * p.scale;
-      default:
-        return q * p.scale;
-    }
-  }
-};
-
-Scheme make_scheme(const GptqOptions& o) {
-  switch (o.scheme) {
-    case GptqScheme::Int4FloatZero:
-      return {o.scheme, 0.0f, 15.0f};
-    case GptqScheme::UIntIntZero:
-      return {o.scheme, 0.0f, static_cast<float>((1 << o.bits) - 1)};
-    case GptqScheme::Int8PerRow:
-      return {o.scheme, -128.0f, 127.0f};
-  }
-  fail("gptq: unknown scheme");
-}
 
 // v H vᵀ for each of the n rows of v (n x K): vᵢ² Hᵢᵢ + 2 Σ_{i<j} vᵢ Hᵢⱼ vⱼ from the upper
 // triangle, in tiles of 128 rows x 256 columns so each tile of H is read once per 128 rows.
@@ -320,7 +250,7 @@ GptqResult gptq_quantize(const Tensor& w_in, const HessianAccumulator& H, const 
   LB_CHECK(G > 0 && K % G == 0, "gptq: in_features {} is not a multiple of the group size {}", K,
            o.group_size);
   quant::check_finite(w_in, "gptq: weight");
-  const Scheme sc = make_scheme(o);
+  const GroupScheme sc = make_group_scheme(o);
   const int64_t ng = K / G;
   const std::vector<float> w_orig = w_in.to_f32_vector();
   std::vector<double> h = H.h();
@@ -345,7 +275,8 @@ GptqResult gptq_quantize(const Tensor& w_in, const HessianAccumulator& H, const 
   std::vector<QParam> qp(static_cast<size_t>(N * ng));
   if (!dynamic)
     for (int64_t n = 0; n < N; ++n)
-      for (int64_t g = 0; g < ng; ++g) qp[n * ng + g] = sc.choose(&W[n * K + g * G], G);
+      for (int64_t g = 0; g < ng; ++g)
+        qp[n * ng + g] = sc.choose_clipped(&W[n * K + g * G], G, o.clip_grid, o.clip_max_shrink);
 
   // Permute, damp by percdamp · mean(diag H), factor; raise the damping tenfold on failure.
   std::vector<double> hp(static_cast<size_t>(K * K));
@@ -397,7 +328,7 @@ GptqResult gptq_quantize(const Tensor& w_in, const HessianAccumulator& H, const 
         for (int64_t r = 0; r < nr; ++r) {
           const int64_t n = r0 + r;
           float* wr = Wp.data() + n * K;
-          if (dynamic && i % G == 0) qp[n * ng + i / G] = sc.choose(wr + i, G);
+          if (dynamic && i % G == 0) qp[n * ng + i / G] = sc.choose_clipped(wr + i, G, o.clip_grid, o.clip_max_shrink);
           const QParam& p = qp[n * ng + (per_row ? 0 : perm[i] / G)];
           const float q = sc.quantize(wr[i], p), dq = sc.dequantize(q, p);
           codes[n * K + perm[i]] = static_cast<int32_t>(q);
@@ -465,7 +396,7 @@ Tensor gptq_dequantize(const GptqResult& r, const GptqOptions& o) {
   LB_CHECK(G > 0 && K % G == 0 && r.scale.numel() == N * (K / G) &&
                (per_row || (r.zero.defined() && r.zero.numel() == N * (K / G))),
            "gptq_dequantize: qparams do not fit codes {} with group {}", r.q.describe(), G);
-  const Scheme sc = make_scheme(o);
+  const GroupScheme sc = make_group_scheme(o);
   const auto s = r.scale.to_f32_vector();
   const auto z = per_row ? std::vector<float>(s.size(), 0.0f) : r.zero.to_f32_vector();
   const auto q = r.q.to_f32_vector();

@@ -27,6 +27,11 @@ struct GptqOptions {
   // Process columns by decreasing diag(H), with "static groups": every group's qparams are computed
   // up front from the original weights, so groups stay contiguous in the original column order.
   bool act_order = false;
+  // Group qparams (int4wo, uintx) from a clipped range: [p·min, p·max] for the p in 1, 1 − 1/grid, ...,
+  // 1 − max_shrink that minimizes Σ |w − dequantize(quantize(w))|^2.4 over the group (the GPTQ paper's
+  // code's `mse` search). 0 takes the layout's RTN qparams of the full range.
+  int clip_grid = 0;
+  float clip_max_shrink = 0.2f;
 };
 
 // H = (2 / n) Σ x xᵀ over the n activation rows seen so far, kept as a running average so its scale

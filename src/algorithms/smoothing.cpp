@@ -1,5 +1,7 @@
 #include "algorithms/smoothing.h"
 
+#include "algorithms/group_quant.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -28,7 +30,7 @@ std::vector<float> matmul(const float* x, int64_t rows, const std::vector<float>
 
 std::vector<ScaleGroup> scale_groups(LlamaModel& m, int64_t l) {
   auto& L = m.layers[static_cast<size_t>(l)];
-  return {{LinearSite::AttnIn, {&L.wq, &L.wk, &L.wv}, &L.attn_norm, nullptr},
+  return {{LinearSite::AttnIn, {&L.wq, &L.wk, &L.wv}, &L.attn_norm, nullptr, 2},
           {LinearSite::MlpIn, {&L.w_gate, &L.w_up}, &L.ffn_norm, nullptr},
           {LinearSite::MlpDown, {&L.w_down}, nullptr, &L.w_up}};
 }
@@ -142,6 +144,70 @@ std::vector<float> smoothquant_search(const ScaleGroup& g, const SiteStats& x, c
   std::vector<std::vector<float>> candidates{std::vector<float>(static_cast<size_t>(x.K), 1.0f)};
   for (int i = 1; i <= 9; ++i) candidates.push_back(smoothquant_scales(g, x, static_cast<float>(i) / 10));
   return search_scales(g, x, config, candidates);
+}
+
+void awq_clip(quant::LinearPtr* linear, const SiteStats& x, const std::vector<float>* s, const quant::Config& config,
+              int grid, float max_shrink) {
+  GptqOptions go;
+  if (const auto* c = std::get_if<quant::Int4WeightOnly>(&config)) {
+    go.scheme = GptqScheme::Int4FloatZero;
+    go.group_size = c->group_size;
+  } else if (const auto* u = std::get_if<quant::UIntXWeightOnly>(&config)) {
+    go.scheme = GptqScheme::UIntIntZero;
+    go.bits = u->bits;
+    go.group_size = u->group_size;
+  } else {
+    return;
+  }
+  const GroupScheme sc = make_group_scheme(go);
+  const int64_t K = x.K, R = x.sample_rows, G = go.group_size, ng = K / G, N = (*linear)->out_features();
+  LB_CHECK(R > 0, "awq clipping: no activation rows were kept");
+  LB_CHECK((*linear)->in_features() == K && K % G == 0, "awq clipping: {} inputs for group {}", K, G);
+  // Per group, X_gᵀX_g (G x G) of the scaled activations.
+  std::vector<float> hg(static_cast<size_t>(ng * G * G), 0.0f);
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < ng; ++g) {
+    float* h = hg.data() + g * G * G;
+    std::vector<float> xr(static_cast<size_t>(G));
+    for (int64_t r = 0; r < R; ++r) {
+      for (int64_t i = 0; i < G; ++i) {
+        const int64_t k = g * G + i;
+        xr[i] = x.sample[r * K + k] / (s ? (*s)[k] : 1.0f);
+      }
+      for (int64_t i = 0; i < G; ++i)
+        for (int64_t j = 0; j < G; ++j) h[i * G + j] += xr[i] * xr[j];
+    }
+  }
+  std::vector<float> w = weight_f32(*linear);
+#pragma omp parallel for schedule(dynamic, 16)
+  for (int64_t n = 0; n < N; ++n) {
+    std::vector<float> wc(static_cast<size_t>(G)), best(static_cast<size_t>(G)), d(static_cast<size_t>(G));
+    for (int64_t g = 0; g < ng; ++g) {
+      float* wg = w.data() + n * K + g * G;
+      const float* h = hg.data() + g * G * G;
+      float amax = 0.0f;
+      for (int64_t i = 0; i < G; ++i) amax = std::max(amax, std::fabs(wg[i]));
+      double best_err = INFINITY;
+      for (int step = 0; step <= static_cast<int>(max_shrink * static_cast<float>(grid)); ++step) {
+        const float lim = amax * (1.0f - static_cast<float>(step) / static_cast<float>(grid));
+        for (int64_t i = 0; i < G; ++i) wc[i] = std::clamp(wg[i], -lim, lim);
+        const QParam p = sc.choose(wc.data(), G);
+        for (int64_t i = 0; i < G; ++i) d[i] = wg[i] - sc.dequantize(sc.quantize(wc[i], p), p);
+        double err = 0;
+        for (int64_t i = 0; i < G; ++i) {
+          double row = 0;
+          for (int64_t j = 0; j < G; ++j) row += static_cast<double>(h[i * G + j]) * d[j];
+          err += d[i] * row;
+        }
+        if (err < best_err) {
+          best_err = err;
+          best = wc;
+        }
+      }
+      std::copy(best.begin(), best.end(), wg);
+    }
+  }
+  *linear = std::make_shared<quant::DenseWeight>(Tensor::from_vector(w, {N, K}));
 }
 
 }  // namespace lowbit::algorithms

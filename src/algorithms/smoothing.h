@@ -18,6 +18,7 @@ struct ScaleGroup {
   std::vector<quant::LinearPtr*> linears;
   std::vector<float>* norm = nullptr;        // RMSNorm weight before them (q/k/v, gate/up)
   quant::LinearPtr* prev = nullptr;          // or the Linear before them (up_proj before down_proj)
+  size_t clip_from = 0;                      // AWQ clips linears[clip_from..] (not q/k: they meet in softmax)
 };
 
 // The foldable groups of block l: q/k/v after input_layernorm, gate/up after post_attention_layernorm,
@@ -43,5 +44,12 @@ std::vector<float> smoothquant_search(const ScaleGroup& g, const SiteStats& x, c
 // AWQ: s = mean|X|^α normalized to a geometric mean of about 1, α searched on a grid of `grid` points
 // in [0, 1) (α = 0: no scaling) by search_scales.
 std::vector<float> awq_scales(const ScaleGroup& g, const SiteStats& x, const quant::Config& config, int grid = 20);
+
+// AWQ's weight clipping for int4wo-G / uintx-B-G (other schemes: no-op): per output row and group, the
+// range [−p·max|w|, p·max|w|] for p in 1, 1 − 1/grid, ..., 1 − max_shrink whose round-to-nearest codes give
+// the lowest error (w − q)ᵀ X_gᵀX_g (w − q) on the kept activation rows X (divided by the channel scales
+// `s` when given); the weight (dense) is clamped to it in place.
+void awq_clip(quant::LinearPtr* linear, const SiteStats& x, const std::vector<float>* s, const quant::Config& config,
+              int grid = 20, float max_shrink = 0.5f);
 
 }  // namespace lowbit::algorithms

@@ -23,7 +23,7 @@ void add_model_options(CLI::App* sub, ModelOptions& o, bool model_required, bool
       ->check(CLI::ExistingFile);
   sub->add_option("--algo", o.algo,
                   "rtn (round to nearest); gptq (calibrated: int4wo-G, uintx-B-G, int8wo); hqq (calibration-free:\n"
-                  "int4wo-G); awq (calibrated channel scales, then RTN; weight-only schemes); smoothquant\n"
+                  "int4wo-G, uintx-B-G with a float zero point); awq (calibrated channel scales, then RTN; weight-only schemes); smoothquant\n"
                   "(calibrated smoothing, then RTN; for int8dq / float8dq)")
       ->capture_default_str();
   sub->add_option("--calib", o.calib, "calibration text for gptq, awq, smoothquant (plain text, tokenized with the model's tokenizer)")
@@ -36,6 +36,9 @@ void add_model_options(CLI::App* sub, ModelOptions& o, bool model_required, bool
   sub->add_option("--smooth-alpha", o.smooth_alpha, "smoothquant: migration strength α in [0, 1]; -1 searches α per layer group")
       ->capture_default_str();
   sub->add_option("--percdamp", o.percdamp, "gptq: damping, as a fraction of the Hessian's mean diagonal")
+      ->capture_default_str();
+  sub->add_option("--clip-grid", o.clip_grid,
+                  "gptq: pick each group's range among N shrinks of [min, max] by reconstruction error (0: full range)")
       ->capture_default_str();
 }
 
@@ -64,6 +67,7 @@ QuantizationRequest quantization_request(const Tokenizer& tok, const ModelOption
   ao.algorithm = algorithms::algorithm_from_name(o.algo);
   ao.act_order = o.act_order;
   ao.percdamp = o.percdamp;
+  ao.clip_grid = o.clip_grid;
   ao.smooth_alpha = o.smooth_alpha;
   if (algorithms::needs_calibration(ao.algorithm)) {
     LB_CHECK(!o.calib.empty(), "--algo {} needs calibration text: --calib FILE (never the text you evaluate on)",

@@ -25,6 +25,7 @@ struct ModelOptions {
   uint64_t calib_seed = 0;
   bool act_order = false;
   double percdamp = 0.01;
+  int clip_grid = 100;
   float smooth_alpha = 0.5f;
 };
 

@@ -50,6 +50,7 @@ nlohmann::json fingerprint(const QuantizeCliOptions& o, const QuantizationReques
   if (a == algorithms::Algorithm::Gptq) {
     f["percdamp"] = o.model.percdamp;
     f["act_order"] = o.model.act_order;
+    f["clip_grid"] = o.model.clip_grid;
   }
   if (a == algorithms::Algorithm::SmoothQuant) f["smooth_alpha"] = o.model.smooth_alpha;
   if (algorithms::needs_calibration(a)) {

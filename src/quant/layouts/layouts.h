@@ -106,6 +106,9 @@ class UIntXWeight final : public LinearWeight {
   static LinearPtr quantize(const Tensor& w, int bits, int group_size);
   // From codes q and integer zero points in [0, 2^bits) (any integer dtype) and scales [N, K/G].
   static LinearPtr from_codes(const Tensor& q, const Tensor& scale, const Tensor& zero, int bits, int group_size);
+  // With float zero points [N, K/G] (kept in their dtype): w = (q - zero) * scale (HQQ).
+  static LinearPtr from_codes_float_zero(const Tensor& q, const Tensor& scale, const Tensor& zero, int bits,
+                                         int group_size);
   UIntXWeight(Tensor packed, Tensor scale, Tensor zero_packed, int64_t k, int bits, int group_size);
   int64_t out_features() const override { return scale_.size(0); }
   int64_t in_features() const override { return k_; }
@@ -115,7 +118,8 @@ class UIntXWeight final : public LinearWeight {
   SavedWeight save() const override;
 
  private:
-  Tensor packed_, scale_, zero_;  // codes [N, ceil(K*B/8)], scale [N, K/G], zero points [N, ceil(K/G*B/8)]
+  // codes [N, ceil(K*B/8)], scale [N, K/G], zero points packed [N, ceil(K/G*B/8)] or float [N, K/G]
+  Tensor packed_, scale_, zero_;
   int64_t k_;
   int bits_, group_;
 };

@@ -1,4 +1,5 @@
-// uintB weights per group with an integer zero point (torchao UIntXWeightOnlyConfig), bit-packed.
+// uintB weights per group with an integer zero point (torchao UIntXWeightOnlyConfig), bit-packed; or with a
+// float zero point in the code domain (HQQ's result: w = (q - zero) * scale, zero not an integer).
 #include "layouts.h"
 #include "lowbit/core/packing.h"
 #include "lowbit/quant/primitives.h"
@@ -45,6 +46,27 @@ LinearPtr UIntXWeight::from_codes(const Tensor& q_in, const Tensor& scale, const
   return std::make_shared<UIntXWeight>(packed, scale.reshape({N, G}), zpacked, K, bits, group);
 }
 
+LinearPtr UIntXWeight::from_codes_float_zero(const Tensor& q_in, const Tensor& scale, const Tensor& zero, int bits,
+                                             int group) {
+  LB_CHECK(q_in.dim() == 2 && group > 0 && q_in.size(1) % group == 0,
+           "uintx layout: codes must be [N, K] with K a multiple of the group {}, got {}", group, q_in.describe());
+  const int64_t N = q_in.size(0), K = q_in.size(1), G = K / group;
+  LB_CHECK(dtype_is_float(zero.dtype()) && zero.numel() == N * G, "uintx layout: float zero points must be [{}, {}]",
+           N, G);
+  const Tensor i = q_in.to(DType::I32).contiguous();
+  std::vector<uint8_t> q(static_cast<size_t>(K));
+  Tensor packed = Tensor::empty({N, packed_bytes(K, bits)}, DType::U8);
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t k = 0; k < K; ++k) {
+      const int32_t v = i.data<int32_t>()[n * K + k];
+      LB_CHECK(v >= 0 && v < (1 << bits), "uintx layout: value {} is not a {}-bit code", v, bits);
+      q[k] = static_cast<uint8_t>(v);
+    }
+    pack_bits(q.data(), K, bits, packed.data<uint8_t>() + n * packed.size(1));
+  }
+  return std::make_shared<UIntXWeight>(packed, scale.reshape({N, G}), zero.reshape({N, G}), K, bits, group);
+}
+
 UIntXWeight::UIntXWeight(Tensor packed, Tensor scale, Tensor zero, int64_t k, int bits, int group)
     : packed_(packed.contiguous()), scale_(scale.contiguous()), zero_(zero.contiguous()), k_(k), bits_(bits),
       group_(group) {
@@ -54,8 +76,13 @@ UIntXWeight::UIntXWeight(Tensor packed, Tensor scale, Tensor zero, int64_t k, in
   LB_CHECK(scale_.shape() == (Shape{N, G}) && dtype_is_float(scale_.dtype()), "uintx layout: scale must be [N, {}]", G);
   LB_CHECK(packed_.shape() == (Shape{N, packed_bytes(k, bits)}) && packed_.dtype() == DType::U8,
            "uintx layout: codes must be uint8 [{}, {}], got {}", N, packed_bytes(k, bits), packed_.describe());
-  LB_CHECK(zero_.shape() == (Shape{N, packed_bytes(G, bits)}) && zero_.dtype() == DType::U8,
-           "uintx layout: zero points must be uint8 [{}, {}], got {}", N, packed_bytes(G, bits), zero_.describe());
+  if (dtype_is_float(zero_.dtype()))
+    LB_CHECK(zero_.shape() == (Shape{N, G}), "uintx layout: float zero points must be [{}, {}], got {}", N, G,
+             zero_.describe());
+  else
+    LB_CHECK(zero_.shape() == (Shape{N, packed_bytes(G, bits)}) && zero_.dtype() == DType::U8,
+             "uintx layout: zero points must be uint8 [{}, {}] or float [{}, {}], got {}", N, packed_bytes(G, bits),
+             N, G, zero_.describe());
 }
 
 int64_t UIntXWeight::nbytes() const {
@@ -66,17 +93,24 @@ std::string UIntXWeight::scheme() const { return config_name(UIntXWeightOnly{bit
 
 void UIntXWeight::dequantize_rows(int64_t n0, int64_t n1, float* out) const {
   const int64_t G = k_ / group_;
-  std::vector<uint8_t> q(static_cast<size_t>(k_)), z(static_cast<size_t>(G));
-  std::vector<float> s(static_cast<size_t>(G));
+  std::vector<uint8_t> q(static_cast<size_t>(k_)), zi(static_cast<size_t>(G));
+  std::vector<float> s(static_cast<size_t>(G)), z(static_cast<size_t>(G));
   const size_t es = dtype_size(scale_.dtype());
+  const bool float_zero = dtype_is_float(zero_.dtype());
   for (int64_t n = n0; n < n1; ++n) {
     unpack_bits(packed_.data<uint8_t>() + n * packed_.size(1), k_, bits_, q.data());
-    unpack_bits(zero_.data<uint8_t>() + n * zero_.size(1), G, bits_, z.data());
+    if (float_zero) {
+      convert_elements(static_cast<const char*>(zero_.raw()) + n * G * dtype_size(zero_.dtype()), zero_.dtype(),
+                       z.data(), DType::F32, G);
+    } else {
+      unpack_bits(zero_.data<uint8_t>() + n * zero_.size(1), G, bits_, zi.data());
+      for (int64_t g = 0; g < G; ++g) z[g] = static_cast<float>(zi[g]);
+    }
     convert_elements(static_cast<const char*>(scale_.raw()) + n * G * es, scale_.dtype(), s.data(), DType::F32, G);
     for (int64_t k = 0; k < k_; ++k) {
       const int64_t g = k / group_;
       // torchao: (q - zero_point) in float32, times the scale.
-      out[(n - n0) * k_ + k] = (static_cast<float>(q[k]) - static_cast<float>(z[g])) * s[g];
+      out[(n - n0) * k_ + k] = (static_cast<float>(q[k]) - z[g]) * s[g];
     }
   }
 }
