@@ -20,7 +20,7 @@ QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 LOG=${OUT:-$DIR}
 # Steps to run (comma-separated; default all): tests, bench (batch 1, prompt 128, with the per-op
-# profile), prefill (prompt 2048), batch16, cli (generate/ppl on the real model), torch (PyTorch's
+# profile), prefill (prompt 2048), batch16 (with the profile), cli (generate/ppl on the real model), torch (PyTorch's
 # bf16 decode, torch.compile), sweep (kernel sweep).
 STEPS=${GPU_CHECK_STEPS:-tests,bench,prefill,batch16,cli,torch,sweep}
 [ "$QUICK" = 1 ] && STEPS=${GPU_CHECK_STEPS:-tests,bench,cli}
@@ -91,9 +91,9 @@ if want prefill; then
   cat "$LOG/bench_cuda_p2048.txt"
 fi
 if want batch16; then
-  echo "== lowbit bench --device cuda --batch 16"
+  echo "== lowbit bench --device cuda --batch 16 (--profile: GPU time per op)"
   "$BIN/lowbit" bench --device cuda --arch llama-3.1-8b --quant bf16,int4wo-64,int8wo -n 100 --prompt-len 128 \
-    --batch 16 >"$LOG/bench_cuda_b16.txt" 2>&1 || cuda_bench_rc=1
+    --batch 16 --profile >"$LOG/bench_cuda_b16.txt" 2>&1 || cuda_bench_rc=1
   cat "$LOG/bench_cuda_b16.txt"
 fi
 

@@ -212,7 +212,11 @@ void attend(const float* q, const std::vector<float>& K, const std::vector<float
 TEST_P(AttentionTest, DecodeRotatesAppendsAndMatchesReference) {
   REQUIRE_GPU();
   const auto [HD, H, KV] = GetParam();
-  const int B = 3, cap = 300, splits = 7, row = (H + 2 * KV) * HD;
+  // 7 splits: chunks of one 64-position tile (5 active at position 299, 1 at 37 and 0); 2 splits:
+  // chunks of 150 positions, several tiles each.
+  for (const int splits : {7, 2}) {
+  SCOPED_TRACE(splits);
+  const int B = 3, cap = 300, row = (H + 2 * KV) * HD;
   std::mt19937 rng(HD * 100 + H);
   const Bf16Data qkv = random_bf16_host(size_t(B) * row, rng);
   Bf16Data k = random_bf16_host(size_t(B) * KV * cap * HD, rng), v = random_bf16_host(k.f.size(), rng);
@@ -255,6 +259,7 @@ TEST_P(AttentionTest, DecodeRotatesAppendsAndMatchesReference) {
   EXPECT_EQ(counters.get(), std::vector<unsigned>(size_t(B) * KV, 0u));
   attention_decode(args, nullptr);
   EXPECT_EQ(floats(dout.get()), got);
+  }
 }
 
 TEST_P(AttentionTest, PrefillCausalMatchesReference) {

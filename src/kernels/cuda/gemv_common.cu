@@ -100,7 +100,7 @@ int gemv_default_config(GemvFormat f, int M, int N, int) {
   switch (f) {
     case GemvFormat::Bf16:
       if (M <= 8) return large ? kRt1Wk8 : kRt1Wk4;
-      return huge ? kRt2Wk4 : kRt1Wk4;
+      return large ? kRt2Wk4 : kRt1Wk4;  // M 9..16: two tiles halve the activation reads
     case GemvFormat::Int8wo:
     case GemvFormat::Float8wo:
       return M > 8 && huge ? kRt2Wk4 : kRt1Wk4;

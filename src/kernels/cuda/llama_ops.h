@@ -70,11 +70,15 @@ struct DecodeAttnArgs {
   float scale;            // 1 / sqrt(HD)
 };
 // Decode attention in one kernel, RoPE and the cache append included. Flash-decoding: the visible
-// positions are cut into `splits` equal chunks (their size follows the length read from device
-// memory, so one captured launch serves every step); a block (chunk, kv head, sequence) rotates the
-// G queries sharing the kv head, the block whose chunk holds the new position rotates and stores its
-// key and value first, each block leaves a partial softmax-weighted sum, and the last block to finish
-// for a (sequence, kv head) merges them. HD 64 or 128; H / KV in 1, 2, 4, 8.
+// positions are cut into at most `splits` (≤ 64) equal chunks of at least 64 positions (their size
+// and number follow the length read from device memory, so one captured launch serves every step;
+// blocks past the last chunk exit at once); a block (chunk, kv head, sequence) rotates the G queries
+// sharing the kv head, the block whose chunk holds the new position rotates and stores its key and
+// value first, each block leaves a partial softmax-weighted sum, and the last block to finish for a
+// (sequence, kv head) merges them (a single chunk writes the output directly). HD 64 or 128; H / KV
+// in 1, 2, 4, 8. Under programmatic launch the kernel reads pos and the cached keys and values
+// before waiting for the previous kernel: they must come from earlier ones (only qkv may be the
+// previous kernel's output).
 void attention_decode(const DecodeAttnArgs& a, cudaStream_t stream);
 size_t attention_decode_workspace_floats(int B, int H, int HD, int splits);  // both workspaces
 

@@ -29,7 +29,8 @@ __global__ void embed_kernel(const __nv_bfloat16* table, int64_t vocab, const in
     x[static_cast<int64_t>(r) * D + i] = ok ? bf(src[i]) : 0.0f;
 }
 
-// One block per output row; two passes over the (cached) float row.
+// One block per output row; two passes over the (cached) float row. The general case (D not a
+// multiple of 8); the model's widths take the vector kernel below.
 __global__ void add_rmsnorm_kernel(float* x, const __nv_bfloat16* delta, const float* w,
                                    __nv_bfloat16* out, int D, float eps, int row_step,
                                    int row_off) {
@@ -53,6 +54,79 @@ __global__ void add_rmsnorm_kernel(float* x, const __nv_bfloat16* delta, const f
     out[static_cast<int64_t>(r) * D + i] = __float2bfloat16_rn(w[i] * (xr[i] * inv));
 }
 
+__device__ __forceinline__ void unpack8(const uint4& u, float (&f)[8]) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = ops::bf_bits(w[i] & 0xffffu);
+    f[2 * i + 1] = ops::bf_bits(w[i] >> 16);
+  }
+}
+__device__ __forceinline__ uint32_t pack2(float a, float b) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// Single pass, D a multiple of 8: each thread holds NCH runs of 8 values in registers (16-byte
+// loads of x, delta and w, all in flight at once), one block reduction, the stores. The norm weights
+// do not depend on the previous kernel and are fetched before waiting for it.
+template <int NCH>
+__global__ void add_rmsnorm_vec_kernel(float* x, const __nv_bfloat16* delta, const float* w,
+                                       __nv_bfloat16* out, int D, float eps, int row_step,
+                                       int row_off) {
+  const int nv = D / 8;
+  float wv[NCH][8];
+#pragma unroll
+  for (int c = 0; c < NCH; ++c) {
+    const int j = threadIdx.x + c * blockDim.x;
+    if (j < nv) {
+      const float4 a = reinterpret_cast<const float4*>(w)[2 * j];
+      const float4 b = reinterpret_cast<const float4*>(w)[2 * j + 1];
+      wv[c][0] = a.x, wv[c][1] = a.y, wv[c][2] = a.z, wv[c][3] = a.w;
+      wv[c][4] = b.x, wv[c][5] = b.y, wv[c][6] = b.z, wv[c][7] = b.w;
+    }
+  }
+  ops::wait_prior();
+  ops::allow_dependents();
+  const int r = blockIdx.x;
+  const int64_t i0 = (static_cast<int64_t>(r) * row_step + row_off) * D;
+  float4* xr = reinterpret_cast<float4*>(x + i0);
+  float v[NCH][8];
+  float ss = 0.0f;
+#pragma unroll
+  for (int c = 0; c < NCH; ++c) {
+    const int j = threadIdx.x + c * blockDim.x;
+    if (j < nv) {
+      const float4 a = xr[2 * j], b = xr[2 * j + 1];
+      v[c][0] = a.x, v[c][1] = a.y, v[c][2] = a.z, v[c][3] = a.w;
+      v[c][4] = b.x, v[c][5] = b.y, v[c][6] = b.z, v[c][7] = b.w;
+      if (delta) {
+        float d[8];
+        unpack8(reinterpret_cast<const uint4*>(delta + i0)[j], d);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) v[c][e] += d[e];
+        xr[2 * j] = make_float4(v[c][0], v[c][1], v[c][2], v[c][3]);
+        xr[2 * j + 1] = make_float4(v[c][4], v[c][5], v[c][6], v[c][7]);
+      }
+#pragma unroll
+      for (int e = 0; e < 8; ++e) ss += v[c][e] * v[c][e];
+    }
+  }
+  ss = ops::block_sum(ss);
+  const float inv = 1.0f / sqrtf(ss / static_cast<float>(D) + eps);
+  uint4* o = reinterpret_cast<uint4*>(out + static_cast<int64_t>(r) * D);
+#pragma unroll
+  for (int c = 0; c < NCH; ++c) {
+    const int j = threadIdx.x + c * blockDim.x;
+    if (j < nv) {
+      float y[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) y[e] = wv[c][e] * (v[c][e] * inv);
+      o[j] = make_uint4(pack2(y[0], y[1]), pack2(y[2], y[3]), pack2(y[4], y[5]), pack2(y[6], y[7]));
+    }
+  }
+}
+
 __global__ void swiglu_kernel(const __nv_bfloat16* gu, __nv_bfloat16* h, int F, int64_t total) {
   ops::wait_prior();
   ops::allow_dependents();
@@ -61,6 +135,25 @@ __global__ void swiglu_kernel(const __nv_bfloat16* gu, __nv_bfloat16* h, int F, 
     const int64_t m = e / F, j = e % F;
     const float g = bf(gu[m * 2 * F + j]), u = bf(gu[m * 2 * F + F + j]);
     h[e] = __float2bfloat16_rn(g / (1.0f + expf(-g)) * u);
+  }
+}
+
+// F a multiple of 8: 16-byte loads of 8 gate and 8 up values, one 16-byte store.
+__global__ void swiglu_vec_kernel(const __nv_bfloat16* gu, __nv_bfloat16* h, int F, int64_t total8) {
+  ops::wait_prior();
+  ops::allow_dependents();
+  const int F8 = F / 8;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total8;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t m = e / F8, j = e % F8;
+    const uint4* row = reinterpret_cast<const uint4*>(gu + m * 2 * F);
+    float g[8], u[8], y[8];
+    unpack8(row[j], g);
+    unpack8(row[F8 + j], u);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    reinterpret_cast<uint4*>(h)[e] =
+        make_uint4(pack2(y[0], y[1]), pack2(y[2], y[3]), pack2(y[4], y[5]), pack2(y[6], y[7]));
   }
 }
 
@@ -137,8 +230,22 @@ void add_rmsnorm(float* x, const void* delta, const float* w, void* out, int M, 
                  int row_step, int row_off, cudaStream_t stream) {
   LB_CHECK(x && w && out && M > 0 && D > 0 && row_step >= 0 && row_off >= 0,
            "add_rmsnorm: bad arguments");
-  ops::launch("add_rmsnorm", add_rmsnorm_kernel, M, threads_for(D), 0, stream, x,
-              static_cast<const __nv_bfloat16*>(delta), w, static_cast<__nv_bfloat16*>(out), D, eps,
+  const auto* d = static_cast<const __nv_bfloat16*>(delta);
+  auto* o = static_cast<__nv_bfloat16*>(out);
+  const int nv = D / 8;
+  if (D % 8 == 0 && nv <= 4 * 1024) {
+    const int threads = std::min(1024, (nv + 31) / 32 * 32);
+    const int nch = (nv + threads - 1) / threads;
+    if (nch == 1)
+      return ops::launch("add_rmsnorm", add_rmsnorm_vec_kernel<1>, M, threads, 0, stream, x, d, w,
+                         o, D, eps, row_step, row_off);
+    if (nch == 2)
+      return ops::launch("add_rmsnorm", add_rmsnorm_vec_kernel<2>, M, threads, 0, stream, x, d, w,
+                         o, D, eps, row_step, row_off);
+    return ops::launch("add_rmsnorm", add_rmsnorm_vec_kernel<4>, M, threads, 0, stream, x, d, w, o,
+                       D, eps, row_step, row_off);
+  }
+  ops::launch("add_rmsnorm", add_rmsnorm_kernel, M, threads_for(D), 0, stream, x, d, w, o, D, eps,
               row_step, row_off);
 }
 
@@ -158,6 +265,13 @@ void gpu_sleep(int64_t microseconds, cudaStream_t stream) {
 void swiglu(const void* gu, void* h, int M, int F, cudaStream_t stream) {
   LB_CHECK(gu && h && M > 0 && F > 0, "swiglu: bad arguments");
   const int64_t total = static_cast<int64_t>(M) * F;
+  if (F % 8 == 0) {
+    const int64_t total8 = total / 8;
+    const int blocks8 = static_cast<int>(std::min<int64_t>((total8 + 127) / 128, 4096));
+    return ops::launch("swiglu", swiglu_vec_kernel, blocks8, 128, 0, stream,
+                       static_cast<const __nv_bfloat16*>(gu), static_cast<__nv_bfloat16*>(h), F,
+                       total8);
+  }
   const int blocks = static_cast<int>(std::min<int64_t>((total + 255) / 256, 4096));
   ops::launch("swiglu", swiglu_kernel, blocks, 256, 0, stream,
               static_cast<const __nv_bfloat16*>(gu), static_cast<__nv_bfloat16*>(h), F, total);

@@ -4,6 +4,7 @@
 // folded into the next RMSNorm;
 // final norm, lm_head, greedy argmax. Decode steps are captured once per batch size as a CUDA
 // graph and replayed; they read token ids and positions from device memory and advance them.
+#include <algorithm>
 #include <bit>
 #include <cmath>
 
@@ -43,8 +44,11 @@ void LlamaGpu::Impl::layer(int l, int M, bool decode, int T, int64_t p0) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
   if (decode) {
     // RoPE, the cache append and the split merge all happen inside the decode attention kernel.
+    // About two blocks per SM at long contexts (four were slower at batch 16: more merges, the
+    // same registers); chunks hold ≥ 64 positions.
+    const int sp = std::clamp((2 * sms + M * KV - 1) / (M * KV), 1, splits);
     cuda::DecodeAttnArgs da{qkv, rope, kc, vc, d_pos, att, attn_o, attn_ml, attn_counters, M, H, KV, HD, S,
-                            splits, scale};
+                            sp, scale};
     cuda::attention_decode(da, stream);
   } else {
     cuda::RopeKvArgs ra{qkv, q, kc, vc, d_rows_pos, rope, M, H, KV, HD, S, T};

@@ -173,8 +173,13 @@ void LlamaGpu::Impl::finish_setup() {
   h = arena.alloc(2 * R * F);
   dn = arena.alloc(2 * R * D);
   logits16 = arena.alloc(2 * B * V);
-  // Splits of the decode attention: enough blocks to fill the GPU at batch 1, a handful of positions each.
-  splits = static_cast<int>(std::clamp<int64_t>((S + 15) / 16, 1, 32));
+  // Splits of the decode attention: enough blocks to fill the GPU at batch 1 (chunks of ≥ 64 positions).
+  splits = static_cast<int>(std::clamp<int64_t>((S + 63) / 64, 1, 32));
+  {
+    int dev = 0;
+    LB_CUDA(cudaGetDevice(&dev));
+    LB_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  }
   const size_t ws = cuda::attention_decode_workspace_floats(static_cast<int>(B), static_cast<int>(H),
                                                            static_cast<int>(HD), splits);
   attn_o = arena.alloc_n<float>(ws);

@@ -55,7 +55,8 @@ struct LlamaGpu::Impl {
   float* logits32 = nullptr;  // float [R, V], allocated on first use (Logits::All)
   float *attn_o = nullptr, *attn_ml = nullptr;
   unsigned* attn_counters = nullptr;  // [max_batch · KV]
-  int splits = 1;
+  int splits = 1;  // most decode-attention splits (the workspace holds this many)
+  int sms = 132;    // multiprocessors of the device
 
   // Decode state in device memory (what the captured graph reads and advances).
   int32_t *d_token = nullptr, *d_pos = nullptr, *d_n = nullptr, *d_hist = nullptr;
