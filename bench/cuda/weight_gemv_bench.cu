@@ -5,8 +5,9 @@
 // printed last holds, per format, shape and M, the built-in choice ("auto") and the best
 // configuration.
 //
-//   lowbit_gemv_bench [--quick] [--full FILE]
-// --quick measures M = 1 and 16 only; --full writes every measurement (all M and configurations).
+//   lowbit_gemv_bench [--quick] [--full FILE] [--only FORMAT,...]
+// --quick measures M = 1 and 16 only; --full writes every measurement (all M and configurations);
+// --only keeps the named formats (e.g. int4wo-64,bf16).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -186,9 +187,11 @@ size_t weight_bytes(const std::string& f, int N, int K, int group) {
 int main(int argc, char** argv) try {
   bool quick = false;
   const char* full_path = nullptr;
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--full") && i + 1 < argc) full_path = argv[++i];
+    if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = "," + std::string(argv[++i]) + ",";
   }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
@@ -218,6 +221,7 @@ int main(int argc, char** argv) try {
 
   for (const auto& sh : kShapes)
     for (const auto& f : formats) {
+      if (!only.empty() && only.find("," + f.name + ",") == std::string::npos) continue;
       const int N = sh.N, K = sh.K;
       const size_t wb = weight_bytes(f.name, N, K, f.group);
       const int copies =
@@ -318,6 +322,10 @@ int main(int argc, char** argv) try {
         GemvOptions o;
         o.pdl = true;
         measure(f.name, "auto+pdl", o, false);
+        if (N % 16 == 0 && sh.name == std::string("gate_up")) {
+          o.swiglu = true;  // the fused SwiGLU epilogue (half the outputs)
+          measure(f.name, "auto+pdl+swiglu", o, false);
+        }
         if (f.name == "int8dq" || f.name == "float8dq") measure(f.name + "+q", "auto", {}, true);
       }
     }
@@ -335,7 +343,7 @@ int main(int argc, char** argv) try {
       const Row& r = rows[j];
       if (r.cfg == "auto+pdl")
         pdl = &r;
-      else {
+      else if (r.cfg.find("swiglu") == std::string::npos) {
         if (r.cfg.back() == '*' || r.cfg == "-" || r.cfg == "auto") def = &r;
         if (!best || r.us < best->us) best = &r;
       }

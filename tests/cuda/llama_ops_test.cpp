@@ -305,6 +305,24 @@ TEST(LlamaOps, Swiglu) {
   EXPECT_LT(nmse(got, ref), 1e-5);
 }
 
+TEST(LlamaOps, SwigluInterleaved) {
+  REQUIRE_GPU();
+  std::mt19937 rng(13);
+  const int M = 3, F = 200;
+  const Bf16Data gu = random_bf16_host(size_t(M) * 2 * F, rng, 3.0f);
+  Dev<uint16_t> dgu(gu.bits), dh(size_t(M) * F);
+  swiglu_interleaved(dgu.p, dh.p, M, F, nullptr);
+  const auto got = floats(dh.get());
+  std::vector<double> ref(got.size());
+  for (int m = 0; m < M; ++m)
+    for (int j = 0; j < F; ++j) {
+      const int c = 16 * (j / 8) + j % 8;
+      const double g = gu.f[m * 2 * F + c], u = gu.f[m * 2 * F + c + 8];
+      ref[m * F + j] = g / (1 + std::exp(-g)) * u;
+    }
+  EXPECT_LT(nmse(got, ref), 1e-5);
+}
+
 TEST(LlamaOps, ArgmaxAdvanceTakesTheFirstMaximum) {
   REQUIRE_GPU();
   const int B = 3, V = 1001;

@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <vector>
 
+#include "kernels/cuda/llama_ops.h"
 #include "kernels/cuda/weight_gemv.h"
 #include "lowbit/core/error.h"
 #include "lowbit/core/float_formats.h"
@@ -547,6 +549,61 @@ TEST(CudaGemv, Float8Dynamic) {
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     EXPECT_LE(nmse(y.get(), reference(xdq, w.deq, M, s.N, s.K)), kNmse);
   }
+}
+
+// The SwiGLU epilogue (gate and up rows alternating in blocks of 8) equals the plain product
+// followed by swiglu_interleaved, for every format, configuration and M.
+TEST(CudaGemv, SwigluEpilogueMatchesTwoSteps) {
+  REQUIRE_GPU();
+  std::mt19937 rng(21);
+  const int N = 2 * 104, K = 320, F = N / 2;
+  const auto x = random_x(16, K, rng);
+  Dev<uint16_t> dx(to_bf16(x));
+  std::normal_distribution<float> wd(0.0f, 0.3f);
+  std::vector<float> wf(size_t(N) * K);
+  for (auto& v : wf) v = wd(rng);
+  Dev<uint16_t> dwb(to_bf16(wf));
+  const auto i8 = random_int8(N, K, rng);
+  const auto f8 = random_fp8(N, K, rng);
+  const auto i4 = make_int4(N, K, 64, rng, false);
+  Dev<int8_t> di8(i8.q);
+  Dev<uint8_t> df8(f8.q), dp(i4.packed), dqp(i4.qparams);
+  Dev<float> ds8(i8.scale), dsf(f8.scale);
+  Dev<uint8_t> ws(dq_workspace_bytes(16, K));
+  using Run = std::function<void(int, const GemvOptions&, void*)>;
+  const std::pair<const char*, Run> formats[] = {
+      {"bf16", [&](int M, const GemvOptions& o, void* y) { gemv_bf16(dx.p, dwb.p, y, M, N, K, o); }},
+      {"int8wo",
+       [&](int M, const GemvOptions& o, void* y) { gemv_int8wo(dx.p, di8.p, ds8.p, y, M, N, K, o); }},
+      {"float8wo",
+       [&](int M, const GemvOptions& o, void* y) { gemv_float8wo(dx.p, df8.p, dsf.p, y, M, N, K, o); }},
+      {"int4wo-64",
+       [&](int M, const GemvOptions& o, void* y) { gemv_int4wo(dx.p, dp.p, dqp.p, y, M, N, K, 64, o); }},
+      {"int8dq",
+       [&](int M, const GemvOptions& o, void* y) { gemv_int8dq(dx.p, di8.p, ds8.p, y, M, N, K, ws.p, o); }},
+      {"float8dq",
+       [&](int M, const GemvOptions& o, void* y) { gemv_float8dq(dx.p, df8.p, dsf.p, y, M, N, K, ws.p, o); }},
+  };
+  for (const auto& [name, run] : formats)
+    for (int M : {1, 5, 9, 16})
+      for (int cfg = 0; cfg < kGemvConfigs; ++cfg) {
+        GemvOptions o;
+        o.config = cfg;
+        Dev<uint16_t> gu(size_t(M) * N), ref(size_t(M) * F), got(size_t(M) * F);
+        got.poison();
+        run(M, o, gu.p);
+        swiglu_interleaved(gu.p, ref.p, M, F, nullptr);
+        o.swiglu = true;
+        run(M, o, got.p);
+        CUDA_OK(cudaDeviceSynchronize());
+        const auto r = ref.get(), g = got.get();
+        int bad = 0;
+        for (size_t i = 0; i < r.size(); ++i) {
+          const float a = bf16_to_f32(r[i]), b = bf16_to_f32(g[i]);
+          if (!(std::fabs(a - b) <= 1e-2f * std::fabs(a) + 1e-6f)) ++bad;
+        }
+        EXPECT_EQ(bad, 0) << name << " M=" << M << " config " << cfg;
+      }
 }
 
 TEST(CudaGemv, RejectsBadArguments) {

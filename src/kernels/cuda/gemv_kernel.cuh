@@ -36,6 +36,7 @@ struct GemvParams {
   __nv_bfloat16* y;     // [M, N]
   int M, N, K;
   int log2g;  // int4 group size
+  int glu;    // SwiGLU epilogue (GemvOptions::swiglu): y is [M, N / 2]
 };
 
 // ------------------------------------------------------------------ asynchronous copies
@@ -226,10 +227,12 @@ __global__ void __launch_bounds__(WK * 32, WK == 8 ? 2 : 4) gemv_kernel(const Ge
     for (int j = 0; j < MT; ++j) {
       const int m = g + 8 * j;
       const char* src = xb + ((size_t)min(m, p.M - 1) * p.K + (size_t)c * F::KC + t * KL) * F::XB;
+      // Lanes of tokens past M copy nothing: they feed zeros from registers (below).
+      if (m < p.M) {
 #pragma unroll
-      for (int v = 0; v < F::XV; ++v)
-        cp_async_cached16(base + ((j * F::XV + v) * 32 + lane) * 16, src + 16 * v,
-                          m < p.M ? 16 : 0);
+        for (int v = 0; v < F::XV; ++v)
+          cp_async_cached16(base + ((j * F::XV + v) * 32 + lane) * 16, src + 16 * v, 16);
+      }
     }
   };
 
@@ -264,7 +267,8 @@ __global__ void __launch_bounds__(WK * 32, WK == 8 ? 2 : 4) gemv_kernel(const Ge
 #pragma unroll
     for (int j = 0; j < MT; ++j)
 #pragma unroll
-      for (int v = 0; v < F::XV; ++v) xf[j][v] = slot[R::W + (j * F::XV + v) * 32 + lane];
+      for (int v = 0; v < F::XV; ++v)
+        xf[j][v] = g + 8 * j < p.M ? slot[R::W + (j * F::XV + v) * 32 + lane] : make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int r = 0; r < RT; ++r) {
       WFrag<F::WL> f;
@@ -295,6 +299,26 @@ __global__ void __launch_bounds__(WK * 32, WK == 8 ? 2 : 4) gemv_kernel(const Ge
       red[warp][r * 16 + g + 8][8 * j + 2 * t + 1] = acc[r][j][3];
     }
   __syncthreads();
+  if (p.glu) {
+    // Rows g (gate) and g + 8 (up) of each tile give output column 8 · tile + g. Both products are
+    // rounded to bf16 first, as the unfused path stores them, so the result is the same.
+    for (int i = threadIdx.x; i < RT * 8 * p.M; i += WK * 32) {
+      const int m = i / (RT * 8), j = i % (RT * 8);
+      const int r = (j >> 3) * 16 + (j & 7);
+      const int n = tile0 * 16 + r;
+      if (n >= p.N) continue;
+      Acc sg = red[0][r][m], su = red[0][r + 8][m];
+#pragma unroll
+      for (int k = 1; k < WK; ++k) {
+        sg += red[k][r][m];
+        su += red[k][r + 8][m];
+      }
+      const float gv = __bfloat162float(__float2bfloat16_rn(F::epilogue(p, sg, n, m)));
+      const float uv = __bfloat162float(__float2bfloat16_rn(F::epilogue(p, su, n + 8, m)));
+      p.y[(size_t)m * (p.N >> 1) + tile0 * 8 + j] = __float2bfloat16_rn(gv / (1.0f + expf(-gv)) * uv);
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < RT * 16 * p.M; i += WK * 32) {
     const int m = i / (RT * 16), r = i % (RT * 16);
     const int n = tile0 * 16 + r;
@@ -349,7 +373,7 @@ void launch_config(const GemvParams& p, const GemvOptions& o) {
     fail("gemv launch failed: {} ({})", cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
-// The four configurations: (row tiles per CTA, warps per CTA) = (1, 8), (2, 8), (1, 4), (2, 4).
+// The configurations: (row tiles per CTA, warps per CTA) = (1, 8), (2, 8), (1, 4), (2, 4), (4, 4).
 template <class F, int MT>
 void launch_mt(int config, const GemvParams& p, const GemvOptions& o) {
   switch (config) {
@@ -359,8 +383,10 @@ void launch_mt(int config, const GemvParams& p, const GemvOptions& o) {
       return launch_config<F, MT, 2, 8>(p, o);
     case 2:
       return launch_config<F, MT, 1, 4>(p, o);
-    default:
+    case 3:
       return launch_config<F, MT, 2, 4>(p, o);
+    default:
+      return launch_config<F, MT, 4, 4>(p, o);
   }
 }
 
@@ -370,11 +396,14 @@ void check_gemv_args(const char* what, const void* x, const void* w, const void*
 template <class F>
 void launch_gemv(GemvFormat fmt, const GemvParams& p, const GemvOptions& o) {
   LB_CHECK(o.config >= -1 && o.config < kGemvConfigs, "gemv: config {} out of range", o.config);
+  LB_CHECK(!o.swiglu || p.N % 16 == 0, "gemv: the SwiGLU epilogue needs N = {} a multiple of 16", p.N);
   const int config = o.config >= 0 ? o.config : gemv_default_config(fmt, p.M, p.N, p.K);
+  GemvParams q = p;
+  q.glu = o.swiglu ? 1 : 0;
   if (p.M <= 8)
-    launch_mt<F, 1>(config, p, o);
+    launch_mt<F, 1>(config, q, o);
   else
-    launch_mt<F, 2>(config, p, o);
+    launch_mt<F, 2>(config, q, o);
 }
 
 }  // namespace lowbit::cuda::detail

@@ -100,6 +100,9 @@ void gpu_sleep(int64_t microseconds, cudaStream_t stream);
 
 // h[m, j] = bf16(silu(g) · u) with g = gu[m, j], u = gu[m, F + j] (the fused gate/up output).
 void swiglu(const void* gu, void* h, int M, int F, cudaStream_t stream);
+// The same from a fused gate/up output whose columns alternate in blocks of 8 (the row order of
+// GemvOptions::swiglu): g = gu[m, 16b + i], u = gu[m, 16b + 8 + i] → h[m, 8b + i]; F % 8 == 0.
+void swiglu_interleaved(const void* gu, void* h, int M, int F, cudaStream_t stream);
 
 // Greedy step, one block per sequence b < B: the index of the largest logit (the lowest index among
 // ties, as std::max_element) of row b (logits + b · row_stride, bf16 or float32) becomes token[b];

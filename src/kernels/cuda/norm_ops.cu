@@ -157,6 +157,26 @@ __global__ void swiglu_vec_kernel(const __nv_bfloat16* gu, __nv_bfloat16* h, int
   }
 }
 
+// Interleaved gate/up rows (blocks of 8 gate then 8 up values): one 32-byte run per 8 outputs.
+__global__ void swiglu_interleaved_kernel(const __nv_bfloat16* gu, __nv_bfloat16* h, int F,
+                                          int64_t total8) {
+  ops::wait_prior();
+  ops::allow_dependents();
+  const int F8 = F / 8;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total8;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t m = e / F8, j = e % F8;
+    const uint4* run = reinterpret_cast<const uint4*>(gu + m * 2 * F) + 2 * j;
+    float g[8], u[8], y[8];
+    unpack8(run[0], g);
+    unpack8(run[1], u);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    reinterpret_cast<uint4*>(h)[e] =
+        make_uint4(pack2(y[0], y[1]), pack2(y[2], y[3]), pack2(y[4], y[5]), pack2(y[6], y[7]));
+  }
+}
+
 template <typename T>
 __device__ __forceinline__ float load_logit(const T* p, int64_t i);
 template <>
@@ -275,6 +295,14 @@ void swiglu(const void* gu, void* h, int M, int F, cudaStream_t stream) {
   const int blocks = static_cast<int>(std::min<int64_t>((total + 255) / 256, 4096));
   ops::launch("swiglu", swiglu_kernel, blocks, 256, 0, stream,
               static_cast<const __nv_bfloat16*>(gu), static_cast<__nv_bfloat16*>(h), F, total);
+}
+
+void swiglu_interleaved(const void* gu, void* h, int M, int F, cudaStream_t stream) {
+  LB_CHECK(gu && h && M > 0 && F > 0 && F % 8 == 0, "swiglu_interleaved: bad arguments (F = {})", F);
+  const int64_t total8 = static_cast<int64_t>(M) * F / 8;
+  const int blocks = static_cast<int>(std::min<int64_t>((total8 + 127) / 128, 4096));
+  ops::launch("swiglu_interleaved", swiglu_interleaved_kernel, blocks, 128, 0, stream,
+              static_cast<const __nv_bfloat16*>(gu), static_cast<__nv_bfloat16*>(h), F, total8);
 }
 
 void argmax_advance(const void* logits, bool logits_f32, int64_t row_stride, int B, int V,

@@ -42,8 +42,13 @@ struct GemvOptions {
   bool pdl = false;
   // Tile configuration (0 .. kGemvConfigs − 1) or −1 for the built-in choice; for tuning and tests.
   int config = -1;
+  // SwiGLU epilogue for a fused gate/up weight whose rows alternate in blocks of 8 (rows 16b .. 16b
+  // + 7 are gate rows 8b .. 8b + 7, rows 16b + 8 .. 16b + 15 the matching up rows; N a multiple of
+  // 16): y is [M, N / 2] with y[m, 8b + i] = bf16(silu(g) · u), g and u the two products rounded to
+  // bf16.
+  bool swiglu = false;
 };
-constexpr int kGemvConfigs = 4;
+constexpr int kGemvConfigs = 5;
 // The configuration the built-in heuristic picks (format: 0 bf16, 1 int8wo, 2 float8wo, 3 int4wo,
 // 4 int8dq, 5 float8dq); useful to print what a benchmark measured.
 enum class GemvFormat { Bf16, Int8wo, Float8wo, Int4wo, Int8dq, Float8dq };

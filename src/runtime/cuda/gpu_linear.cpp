@@ -1,6 +1,7 @@
 #include "runtime/cuda/gpu_linear.h"
 
 #include <algorithm>
+#include <cstring>
 #include <variant>
 
 #include "kernels/cuda/llama_ops.h"
@@ -103,29 +104,66 @@ GpuLinear allocate_linear(DeviceArena& arena, const FormatChoice& f, int64_t N, 
   return L;
 }
 
-void upload_rows(GpuLinear& d, int64_t n0, const quant::LinearWeight& src, cudaStream_t stream) {
-  const int64_t n = src.out_features(), K = d.K;
-  LB_CHECK(src.in_features() == K && n0 >= 0 && n0 + n <= d.N,
-           "GPU upload: a [{}, {}] weight into rows {}.. of a [{}, {}] buffer", n, src.in_features(), n0,
-           d.N, K);
+namespace {
+
+// A weight's rows on the host, one buffer per tensor the GPU format needs, each [n, bytes / n]:
+// bf16 [n, K]; int4: CPU codes [n, K / 2], bf16 scale and zero [n, K / G]; int8 / e4m3: bytes [n, K]
+// and a float scale per row (a per-tensor scale broadcast).
+struct HostRows {
+  int64_t n = 0;
+  std::vector<std::vector<char>> t;
+};
+
+std::vector<char> bytes_of(const Tensor& t) {
+  const Tensor c = t.contiguous();
+  const char* p = static_cast<const char*>(c.raw());
+  return std::vector<char>(p, p + c.nbytes());
+}
+
+HostRows host_rows(const GpuLinear& d, const quant::LinearWeight& src) {
+  HostRows h;
+  h.n = src.out_features();
+  const int64_t n = h.n, K = d.K;
+  LB_CHECK(src.in_features() == K, "GPU upload: a [{}, {}] weight into a [{}, {}] buffer", n, src.in_features(), d.N,
+           K);
   if (d.f.fmt == WFormat::Bf16) {
     const auto* dense = dynamic_cast<const quant::DenseWeight*>(&src);
-    const Tensor t = dense ? dense->weight().to(DType::BF16).contiguous() : src.dequantize().to(DType::BF16);
-    copy_to(static_cast<char*>(d.w) + n0 * K * 2, t.raw(), static_cast<size_t>(n * K * 2), stream);
-    return;
+    h.t.push_back(bytes_of(dense ? dense->weight().to(DType::BF16) : src.dequantize().to(DType::BF16)));
+    return h;
   }
   const FormatChoice f = choose_format(src);
   LB_CHECK(f == d.f, "GPU upload: a {} weight into a {} buffer", format_name(f), format_name(d.f));
   const quant::SavedWeight s = src.save();
   if (d.f.fmt == WFormat::Int4wo) {
+    for (const char* name : {"qdata", "scale", "zero"}) h.t.push_back(bytes_of(saved(s, name)));
+    return h;
+  }
+  const Tensor& q = saved(s, "qdata");
+  LB_CHECK(static_cast<int64_t>(q.nbytes()) == n * K, "GPU upload: qdata {} is not [{}, {}] bytes", q.describe(),
+           n, K);
+  h.t.push_back(bytes_of(q));
+  std::vector<float> scale = floats_of(saved(s, "scale"));
+  if (scale.size() == 1) scale.assign(static_cast<size_t>(n), scale[0]);
+  LB_CHECK(static_cast<int64_t>(scale.size()) == n, "GPU upload: {} scales for {} rows", scale.size(), n);
+  const char* p = reinterpret_cast<const char*>(scale.data());
+  h.t.emplace_back(p, p + scale.size() * 4);
+  return h;
+}
+
+void write_rows(GpuLinear& d, int64_t n0, const HostRows& h, cudaStream_t stream) {
+  const int64_t n = h.n, K = d.K;
+  LB_CHECK(n0 >= 0 && n0 + n <= d.N, "GPU upload: {} rows at {} into a [{}, {}] buffer", n, n0, d.N, K);
+  if (d.f.fmt == WFormat::Bf16) {
+    LB_CHECK(static_cast<int64_t>(h.t[0].size()) == n * K * 2, "GPU upload: bf16 rows of {} bytes", h.t[0].size());
+    copy_to(static_cast<char*>(d.w) + n0 * K * 2, h.t[0].data(), h.t[0].size(), stream);
+    return;
+  }
+  if (d.f.fmt == WFormat::Int4wo) {
     LB_CHECK(n0 % 16 == 0, "GPU upload: int4 rows must start on a 16-row tile, got {}", n0);
-    const Tensor& q = saved(s, "qdata");
-    const Tensor& sc = saved(s, "scale");
-    const Tensor& z = saved(s, "zero");
-    DeviceBuffer dq(q.nbytes()), ds(sc.nbytes()), dz(z.nbytes());
-    copy_to(dq.get(), q.raw(), q.nbytes(), stream);
-    copy_to(ds.get(), sc.raw(), sc.nbytes(), stream);
-    copy_to(dz.get(), z.raw(), z.nbytes(), stream);
+    DeviceBuffer dq(h.t[0].size()), ds(h.t[1].size()), dz(h.t[2].size());
+    copy_to(dq.get(), h.t[0].data(), h.t[0].size(), stream);
+    copy_to(ds.get(), h.t[1].data(), h.t[1].size(), stream);
+    copy_to(dz.get(), h.t[2].data(), h.t[2].size(), stream);
     const int64_t tile0 = n0 / 16;
     char* packed = static_cast<char*>(d.w) + tile0 * (K / 64) * 512;
     char* qp = static_cast<char*>(d.aux) + tile0 * (K / d.f.group) * 64;
@@ -134,15 +172,38 @@ void upload_rows(GpuLinear& d, int64_t n0, const quant::LinearWeight& src, cudaS
     LB_CUDA(cudaStreamSynchronize(stream));
     return;
   }
-  // One byte per weight (int8 or e4m3) and a float scale per row (a per-tensor scale broadcast).
-  const Tensor& q = saved(s, "qdata");
-  LB_CHECK(static_cast<int64_t>(q.nbytes()) == n * K, "GPU upload: qdata {} is not [{}, {}] bytes", q.describe(),
-           n, K);
-  copy_to(static_cast<char*>(d.w) + n0 * K, q.contiguous().raw(), static_cast<size_t>(n * K), stream);
-  std::vector<float> scale = floats_of(saved(s, "scale"));
-  if (scale.size() == 1) scale.assign(static_cast<size_t>(n), scale[0]);
-  LB_CHECK(static_cast<int64_t>(scale.size()) == n, "GPU upload: {} scales for {} rows", scale.size(), n);
-  copy_to(static_cast<float*>(d.aux) + n0, scale.data(), scale.size() * 4, stream);
+  copy_to(static_cast<char*>(d.w) + n0 * K, h.t[0].data(), static_cast<size_t>(n * K), stream);
+  copy_to(static_cast<float*>(d.aux) + n0, h.t[1].data(), h.t[1].size(), stream);
+}
+
+// Rows of a and b (n each) alternating in blocks of 8.
+std::vector<char> interleave8(const std::vector<char>& a, const std::vector<char>& b, int64_t n) {
+  LB_CHECK(a.size() == b.size() && n > 0 && n % 8 == 0 && a.size() % static_cast<size_t>(n) == 0,
+           "GPU upload: gate and up tensors of {} and {} bytes for {} rows", a.size(), b.size(), n);
+  const size_t blk = a.size() / static_cast<size_t>(n) * 8;
+  std::vector<char> out(2 * a.size());
+  for (int64_t i = 0; i < n / 8; ++i) {
+    std::memcpy(out.data() + 2 * i * blk, a.data() + i * blk, blk);
+    std::memcpy(out.data() + (2 * i + 1) * blk, b.data() + i * blk, blk);
+  }
+  return out;
+}
+
+}  // namespace
+
+void upload_rows(GpuLinear& d, int64_t n0, const quant::LinearWeight& src, cudaStream_t stream) {
+  write_rows(d, n0, host_rows(d, src), stream);
+}
+
+void upload_gate_up(GpuLinear& d, const quant::LinearWeight& gate, const quant::LinearWeight& up,
+                    cudaStream_t stream) {
+  const HostRows a = host_rows(d, gate), b = host_rows(d, up);
+  LB_CHECK(a.n == b.n && a.n % 8 == 0 && d.N == 2 * a.n, "GPU upload: gate/up of {} and {} rows into {} rows",
+           a.n, b.n, d.N);
+  HostRows h;
+  h.n = 2 * a.n;
+  for (size_t i = 0; i < a.t.size(); ++i) h.t.push_back(interleave8(a.t[i], b.t[i], a.n));
+  write_rows(d, 0, h, stream);
 }
 
 void randomize(GpuLinear& d, uint64_t seed, float std, cudaStream_t stream) {
@@ -193,6 +254,43 @@ void LinearExec::gemm(const void* x, const void* w, int M, int64_t n, int64_t K,
                          CUBLAS_GEMM_DEFAULT));
 }
 
+bool LinearExec::run_swiglu(const GpuLinear& L, const void* x, int M, void* h) {
+  if (M < 1 || M > cuda::kGemvMaxM || M > max_rows_ || L.K % 64 != 0 || L.N % 16 != 0 || L.K > max_k_) return false;
+  gemv(L, x, M, h, true);
+  return true;
+}
+
+void LinearExec::gemv(const GpuLinear& L, const void* x, int M, void* out, bool swiglu) {
+  const int N = static_cast<int>(L.N), K = static_cast<int>(L.K);
+  cuda::GemvOptions o;
+  o.stream = stream_;
+  o.pdl = pdl_;
+  o.swiglu = swiglu;
+  const auto* scale = static_cast<const float*>(L.aux);
+  switch (L.f.fmt) {
+    case WFormat::Bf16: cuda::gemv_bf16(x, L.w, out, M, N, K, o); break;
+    case WFormat::Int8wo: cuda::gemv_int8wo(x, static_cast<const int8_t*>(L.w), scale, out, M, N, K, o); break;
+    case WFormat::Float8wo:
+      cuda::gemv_float8wo(x, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, o);
+      break;
+    case WFormat::Int4wo: cuda::gemv_int4wo(x, L.w, L.aux, out, M, N, K, L.f.group, o); break;
+    case WFormat::Int8dq:
+      cuda::gemv_int8dq(x, static_cast<const int8_t*>(L.w), scale, out, M, N, K, dq_ws_, o);
+      break;
+    case WFormat::Float8dq:
+      cuda::gemv_float8dq(x, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, dq_ws_, o);
+      break;
+    case WFormat::Float8dqTensor: {
+      // The codes and per-row scales where gemv_float8dq's two-step form keeps them.
+      auto* xq = static_cast<uint8_t*>(dq_ws_);
+      auto* xs = reinterpret_cast<float*>(static_cast<char*>(dq_ws_) + (static_cast<size_t>(M) * K + 255) / 256 * 256);
+      cuda::quantize_tensor_float8(x, M, K, amax_, xq, xs, stream_);
+      cuda::gemv_float8dq(xq, xs, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, o);
+      break;
+    }
+  }
+}
+
 void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t ldy, bool y_f32) {
   LB_CHECK(M >= 1 && M <= max_rows_ && L.K <= max_k_ && ldy >= L.N, "linear: M {} (max {}), K {}, ldy {} < N {}", M,
            max_rows_, L.K, ldy, L.N);
@@ -200,32 +298,7 @@ void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t 
   if (M <= cuda::kGemvMaxM && K % 64 == 0 && !y_f32) {
     // Decode: the GEMV kernels write rows of exactly N outputs.
     void* out = ldy == N || M == 1 ? y : yscratch_;
-    cuda::GemvOptions o;
-    o.stream = stream_;
-    o.pdl = pdl_;
-    const auto* scale = static_cast<const float*>(L.aux);
-    switch (L.f.fmt) {
-      case WFormat::Bf16: cuda::gemv_bf16(x, L.w, out, M, N, K, o); break;
-      case WFormat::Int8wo: cuda::gemv_int8wo(x, static_cast<const int8_t*>(L.w), scale, out, M, N, K, o); break;
-      case WFormat::Float8wo:
-        cuda::gemv_float8wo(x, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, o);
-        break;
-      case WFormat::Int4wo: cuda::gemv_int4wo(x, L.w, L.aux, out, M, N, K, L.f.group, o); break;
-      case WFormat::Int8dq:
-        cuda::gemv_int8dq(x, static_cast<const int8_t*>(L.w), scale, out, M, N, K, dq_ws_, o);
-        break;
-      case WFormat::Float8dq:
-        cuda::gemv_float8dq(x, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, dq_ws_, o);
-        break;
-      case WFormat::Float8dqTensor: {
-        // The codes and per-row scales where gemv_float8dq's two-step form keeps them.
-        auto* xq = static_cast<uint8_t*>(dq_ws_);
-        auto* xs = reinterpret_cast<float*>(static_cast<char*>(dq_ws_) + (static_cast<size_t>(M) * K + 255) / 256 * 256);
-        cuda::quantize_tensor_float8(x, M, K, amax_, xq, xs, stream_);
-        cuda::gemv_float8dq(xq, xs, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, o);
-        break;
-      }
-    }
+    gemv(L, x, M, out, false);
     if (out != y)
       LB_CUDA(cudaMemcpy2DAsync(y, static_cast<size_t>(ldy) * 2, out, static_cast<size_t>(N) * 2,
                                 static_cast<size_t>(N) * 2, M, cudaMemcpyDeviceToDevice, stream_));

@@ -49,6 +49,12 @@ GpuLinear allocate_linear(DeviceArena& arena, const FormatChoice& f, int64_t N, 
 // Writes CPU weight `src` (any layout) into rows [n0, n0 + src.out_features()) of dst, converted to
 // dst's format (which must be choose_format(src), or bf16). int4 rows start on a 16-row tile.
 void upload_rows(GpuLinear& dst, int64_t n0, const quant::LinearWeight& src, cudaStream_t stream);
+// The fused gate/up weight of an MLP in the row order of the GEMV's SwiGLU epilogue
+// (cuda::GemvOptions::swiglu): gate and up rows alternate in blocks of 8. gate and up have the same
+// out_features (a multiple of 8) and dst has twice as many rows, in choose_format(gate) (= that of
+// up) or bf16.
+void upload_gate_up(GpuLinear& dst, const quant::LinearWeight& gate, const quant::LinearWeight& up,
+                    cudaStream_t stream);
 // Fills dst with random N(0, std) bf16 weights quantized to its format on the device.
 void randomize(GpuLinear& dst, uint64_t seed, float std, cudaStream_t stream);
 
@@ -69,8 +75,12 @@ class LinearExec {
 
   // y[m, 0:N] = x[m] · Wᵀ for m < M; x bf16 [M, K]; y bf16 or float32 with row stride ldy.
   void run(const GpuLinear& L, const void* x, int M, void* y, int64_t ldy, bool y_f32 = false);
+  // h[m, 0:N/2] = silu(gate) · up from a gate/up weight in upload_gate_up's row order, in one GEMV
+  // launch; false (nothing run) where the GEMV kernels do not apply (M > 16, K not a multiple of 64).
+  bool run_swiglu(const GpuLinear& L, const void* x, int M, void* h);
 
  private:
+  void gemv(const GpuLinear& L, const void* x, int M, void* out, bool swiglu);
   void gemm(const void* x, const void* w, int M, int64_t n, int64_t K, void* y, int64_t ldy,
             bool y_f32);
 

@@ -1,7 +1,7 @@
 // The forward pass on the GPU, op by op as the CPU runner (llama_forward.cpp) does it: embedding,
 // then per layer RMSNorm → fused q/k/v → RoPE + cache append → attention (one kernel when
-// decoding) → o_proj → residual + RMSNorm → fused gate/up → SwiGLU → down_proj, the residual add
-// folded into the next RMSNorm;
+// decoding) → o_proj → residual + RMSNorm → fused gate/up → SwiGLU (inside the gate/up GEMV when
+// decoding) → down_proj, the residual add folded into the next RMSNorm;
 // final norm, lm_head, greedy argmax. Decode steps are captured once per batch size as a CUDA
 // graph and replayed; they read token ids and positions from device memory and advance them.
 #include <algorithm>
@@ -62,10 +62,17 @@ void LlamaGpu::Impl::layer(int l, int M, bool decode, int T, int64_t p0) {
   mark("o_proj");
   cuda::add_rmsnorm(x, ob, L.ffn_norm, xn, M, D, eps, 1, 0, stream);
   mark("add + ffn_norm");
-  run_group(L.gate_up, xn, M, gu);
-  mark("gate_up_proj");
-  cuda::swiglu(gu, h, M, F, stream);
-  mark("swiglu");
+  if (L.glu && lin->run_swiglu(L.gate_up.parts[0], xn, M, h)) {
+    mark("gate_up_proj + swiglu");
+  } else {
+    run_group(L.gate_up, xn, M, gu);
+    mark("gate_up_proj");
+    if (L.glu)
+      cuda::swiglu_interleaved(gu, h, M, F, stream);
+    else
+      cuda::swiglu(gu, h, M, F, stream);
+    mark("swiglu");
+  }
   run_group(L.down, h, M, dn);
   mark("down_proj");
 }

@@ -96,6 +96,23 @@ GpuGroup upload_group(LlamaGpu::Impl& m, std::initializer_list<const quant::Line
   return g;
 }
 
+// The MLP's gate and up weights: one weight in the SwiGLU epilogue's row order when both map to one
+// format and F is a multiple of 8 (sets glu), else as upload_group does.
+GpuGroup upload_gate_up(LlamaGpu::Impl& m, const quant::LinearWeight& gate, const quant::LinearWeight& up,
+                        bool& glu) {
+  const FormatChoice f = gpu::choose_format(gate);
+  const int64_t F = gate.out_features();
+  glu = f == gpu::choose_format(up) && up.out_features() == F && F % 8 == 0 && up.in_features() == gate.in_features();
+  if (!glu) return upload_group(m, {&gate, &up});
+  GpuGroup g;
+  g.N = 2 * F;
+  GpuLinear L = gpu::allocate_linear(m.arena, f, g.N, gate.in_features());
+  gpu::upload_gate_up(L, gate, up, m.stream);
+  g.parts = {L};
+  g.col0 = {0};
+  return g;
+}
+
 GpuGroup random_group(LlamaGpu::Impl& m, const FormatChoice& f, int64_t N, int64_t K, uint64_t seed, float std) {
   GpuGroup g;
   GpuLinear L = gpu::allocate_linear(m.arena, f, N, K);
@@ -241,7 +258,7 @@ std::unique_ptr<LlamaGpu> LlamaGpu::upload(const LlamaModel& model, const GpuOpt
     g.ffn_norm = upload_floats(m->arena, L.ffn_norm, m->stream);
     g.qkv = upload_group(*m, {L.wq.get(), L.wk.get(), L.wv.get()});
     g.wo = upload_group(*m, {L.wo.get()});
-    g.gate_up = upload_group(*m, {L.w_gate.get(), L.w_up.get()});
+    g.gate_up = upload_gate_up(*m, *L.w_gate, *L.w_up, g.glu);
     g.down = upload_group(*m, {L.w_down.get()});
     m->layers.push_back(std::move(g));
   }
@@ -273,6 +290,7 @@ std::unique_ptr<LlamaGpu> LlamaGpu::random(const LlamaConfig& config, const std:
     g.qkv = random_group(*m, f, c.q_dim() + 2 * c.kv_dim(), D, next(), std);
     g.wo = random_group(*m, f, D, c.q_dim(), next(), std);
     g.gate_up = random_group(*m, f, 2 * F, D, next(), std);
+    g.glu = F % 8 == 0;  // random rows: any order is the interleaved one
     g.down = random_group(*m, f, D, F, next(), std);
     m->layers.push_back(std::move(g));
   }

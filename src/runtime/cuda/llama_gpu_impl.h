@@ -26,6 +26,9 @@ struct GpuLayer {
   float* attn_norm = nullptr;
   float* ffn_norm = nullptr;
   GpuGroup qkv, wo, gate_up, down;
+  // gate_up is one weight with gate and up rows alternating in blocks of 8 (gpu::upload_gate_up):
+  // decode runs the SwiGLU inside the GEMV, prefill with swiglu_interleaved after the GEMM.
+  bool glu = false;
 };
 
 struct LlamaGpu::Impl {
