@@ -28,7 +28,7 @@ struct AlgorithmOptions {
   float smooth_alpha = 0.5f;
   // AWQ (and SmoothQuant's search): grid points for α, activation rows kept per site for the search
   int awq_grid = 20;
-  int64_t awq_rows = 2048;
+  int64_t awq_rows = 4096;
   bool awq_clip = true;  // AWQ's per-group weight clipping after the scales (awq_clip)
   // Quantize the Linears of a block in the order data flows (q/k/v, then o with the quantized q/k/v's
   // output, then gate/up, then down), each calibrated on the inputs it will really see.

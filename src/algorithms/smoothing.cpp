@@ -185,12 +185,12 @@ void awq_clip(quant::LinearPtr* linear, const SiteStats& x, const std::vector<fl
     for (int64_t g = 0; g < ng; ++g) {
       float* wg = w.data() + n * K + g * G;
       const float* h = hg.data() + g * G * G;
-      float amax = 0.0f;
-      for (int64_t i = 0; i < G; ++i) amax = std::max(amax, std::fabs(wg[i]));
+      const auto [pmn, pmx] = std::minmax_element(wg, wg + G);
+      const float mn = *pmn, mx = *pmx;
       double best_err = INFINITY;
       for (int step = 0; step <= static_cast<int>(max_shrink * static_cast<float>(grid)); ++step) {
-        const float lim = amax * (1.0f - static_cast<float>(step) / static_cast<float>(grid));
-        for (int64_t i = 0; i < G; ++i) wc[i] = std::clamp(wg[i], -lim, lim);
+        const float shrink = 1.0f - static_cast<float>(step) / static_cast<float>(grid);
+        for (int64_t i = 0; i < G; ++i) wc[i] = std::clamp(wg[i], shrink * mn, shrink * mx);
         const QParam p = sc.choose(wc.data(), G);
         for (int64_t i = 0; i < G; ++i) d[i] = wg[i] - sc.dequantize(sc.quantize(wc[i], p), p);
         double err = 0;

@@ -46,10 +46,10 @@ std::vector<float> smoothquant_search(const ScaleGroup& g, const SiteStats& x, c
 std::vector<float> awq_scales(const ScaleGroup& g, const SiteStats& x, const quant::Config& config, int grid = 20);
 
 // AWQ's weight clipping for int4wo-G / uintx-B-G (other schemes: no-op): per output row and group, the
-// range [−p·max|w|, p·max|w|] for p in 1, 1 − 1/grid, ..., 1 − max_shrink whose round-to-nearest codes give
+// range [p·min w, p·max w] for p in 1, 1 − 1/grid, ..., 1 − max_shrink whose round-to-nearest codes give
 // the lowest error (w − q)ᵀ X_gᵀX_g (w − q) on the kept activation rows X (divided by the channel scales
 // `s` when given); the weight (dense) is clamped to it in place.
 void awq_clip(quant::LinearPtr* linear, const SiteStats& x, const std::vector<float>* s, const quant::Config& config,
-              int grid = 20, float max_shrink = 0.5f);
+              int grid = 50, float max_shrink = 0.5f);
 
 }  // namespace lowbit::algorithms

@@ -77,6 +77,9 @@ TEST(CalibratedAlgorithms, BeatRoundToNearestOnTheRealModel) {
   EXPECT_LT(awq, rtn4 * 1.001);
   const double rtn3 = ppl_with("uintx-3-64", Algorithm::Rtn);
   EXPECT_LT(ppl_with("uintx-3-64", Algorithm::Gptq), rtn3);
+  const double rtn2 = ppl_with("uintx-2-64", Algorithm::Rtn);
+  EXPECT_LT(ppl_with("uintx-2-64", Algorithm::Gptq), rtn2);
+  EXPECT_LT(ppl_with("uintx-2-64", Algorithm::Hqq), rtn2);
   const double dq = ppl_with("int8dq", Algorithm::Rtn);
   EXPECT_LT(ppl_with("int8dq", Algorithm::SmoothQuant, -1.0f), dq * 1.001);
   RecordProperty("rtn_gptq_hqq_awq", fmt::format("{:.4f} {:.4f} {:.4f} {:.4f}", rtn4, gptq, hqq, awq));

@@ -330,35 +330,35 @@ struct U4Args {
   int shift;            // log2(G / 32): blocks per group
   float* y;
   int64_t ldy;
-  const float* act_group;  // [M, K/G]: Σ d·Σq per group
 };
 
-// The weight scale of each lane's block in window wi of row n, lanes 8-15 divided by 16 (load_u4 leaves
-// their codes 16x too large).
-__m512 u4_window_scale(const U4Args& A, int64_t n, int64_t wi) {
+// Window wi of weight row n, per lane (32-block): the product scale (the group's scale, lanes 8-15
+// divided by 16 since load_u4 leaves their codes 16x too large) and the zero term z − 8·s, which meets
+// the block's d·Σq (w = (q − 8)·s + z, so Σ w·x = s·Σ q·x + (z − 8s)·Σ x per group).
+struct U4Window {
+  __m512 scale, zterm;
+};
+U4Window u4_window(const U4Args& A, int64_t n, int64_t wi) {
   const int64_t ng = A.a->K / A.G, g0 = (wi * 16) >> A.shift;
   __m512 sw = load_window_bf16(A.s16 + n * ng + g0, ng - g0);
-  if (A.shift) sw = _mm512_permutexvar_ps(_mm512_load_si512(kWindows.b2g[A.shift]), sw);
-  return _mm512_mul_ps(sw, _mm512_insertf32x8(_mm512_set1_ps(1.0f), _mm256_set1_ps(1.0f / 16), 1));
+  __m512 zw = load_window_bf16(A.z16 + n * ng + g0, ng - g0);
+  if (A.shift) {
+    const __m512i idx = _mm512_load_si512(kWindows.b2g[A.shift]);
+    sw = _mm512_permutexvar_ps(idx, sw);
+    zw = _mm512_permutexvar_ps(idx, zw);
+  }
+  return {_mm512_mul_ps(sw, _mm512_insertf32x8(_mm512_set1_ps(1.0f), _mm256_set1_ps(1.0f / 16), 1)),
+          _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), sw, zw)};
 }
 
+// Activation row m's block scales d and block sums d·Σq for the 16 blocks of window wi.
 __m512 u4_window_d(const Q8Acts& a, int64_t m, int64_t wi) {
   const int64_t nb = a.K / 32;
   return load_window_f32(a.d.data() + m * nb + wi * 16, nb - wi * 16);
 }
-
-// + Σ_g (zero − 8·scale)·(the group's Σ d·Σq)
-float u4_finish(const U4Args& A, int64_t m, int64_t n, float fsum) {
-  const int64_t ng = A.a->K / A.G;
-  const uint16_t* s = A.s16 + n * ng;
-  const uint16_t* z = A.z16 + n * ng;
-  const float* ag = A.act_group + m * ng;
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t g = 0; g < ng; g += 16) {
-    const __m512 sf = load_window_bf16(s + g, ng - g), zf = load_window_bf16(z + g, ng - g);
-    acc = _mm512_fmadd_ps(_mm512_fnmadd_ps(_mm512_set1_ps(8.0f), sf, zf), load_window_f32(ag + g, ng - g), acc);
-  }
-  return fsum + hsum(acc);
+__m512 u4_window_dsum(const Q8Acts& a, int64_t m, int64_t wi) {
+  const int64_t nb = a.K / 32;
+  return load_window_f32(a.dsum.data() + m * nb + wi * 16, nb - wi * 16);
 }
 
 // Decode: one weight row against activation row 0; a window's eight products in two int32 chains, one
@@ -380,8 +380,9 @@ float u4_dot(const U4Args& A, int64_t n) {
       i0 = _mm512_dpbusd_epi32(i0, load_u4(wp + 32 * v), _mm512_loadu_si512(xp + 64 * v));
       i1 = _mm512_dpbusd_epi32(i1, load_u4(wp + 32 * v + 32), _mm512_loadu_si512(xp + 64 * v + 64));
     }
-    const __m512 sc = _mm512_mul_ps(u4_window_scale(A, n, wi), u4_window_d(a, 0, wi));
-    f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), sc, f);
+    const U4Window uw = u4_window(A, n, wi);
+    f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), _mm512_mul_ps(uw.scale, u4_window_d(a, 0, wi)), f);
+    f = _mm512_fmadd_ps(uw.zterm, u4_window_dsum(a, 0, wi), f);
   };
   __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps();
   int64_t wi = 0;
@@ -418,16 +419,18 @@ void u4_tile(const U4Args& A, int64_t m0, int64_t n0) {
         for (int j = 0; j < NR; ++j) iacc[i][j] = _mm512_dpbusd_epi32(iacc[i][j], wv[j], xv);
       }
     }
-    __m512 ws[NR];
-    for (int j = 0; j < NR; ++j) ws[j] = u4_window_scale(A, n0 + j, wi);
+    U4Window uw[NR];
+    for (int j = 0; j < NR; ++j) uw[j] = u4_window(A, n0 + j, wi);
     for (int i = 0; i < MR; ++i) {
-      const __m512 dv = u4_window_d(a, m0 + i, wi);
-      for (int j = 0; j < NR; ++j)
-        facc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[i][j]), _mm512_mul_ps(ws[j], dv), facc[i][j]);
+      const __m512 dv = u4_window_d(a, m0 + i, wi), ds = u4_window_dsum(a, m0 + i, wi);
+      for (int j = 0; j < NR; ++j) {
+        facc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[i][j]), _mm512_mul_ps(uw[j].scale, dv), facc[i][j]);
+        facc[i][j] = _mm512_fmadd_ps(uw[j].zterm, ds, facc[i][j]);
+      }
     }
   }
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) A.y[(m0 + i) * A.ldy + n0 + j] = u4_finish(A, m0 + i, n0 + j, hsum(facc[i][j]));
+    for (int j = 0; j < NR; ++j) A.y[(m0 + i) * A.ldy + n0 + j] = hsum(facc[i][j]);
 }
 
 }  // namespace
@@ -443,14 +446,15 @@ void qgemm_u8_tokens(const Q8Acts& a, const uint8_t* w, const float* ws, float* 
 
 void qgemm_u4_blocks(const Q8Acts& a, const uint8_t* w, const uint16_t* s, const uint16_t* z, int64_t G, float* y,
                      int64_t ldy, int64_t n0, int64_t n1) {
-  const U4Args A{&a, w, s, z, G, __builtin_ctzll(static_cast<uint64_t>(G / 32)), y, ldy, group_sums_blocks(a, G)};
+  const U4Args A{&a, w, s, z, G, __builtin_ctzll(static_cast<uint64_t>(G / 32)), y, ldy};
   const int64_t M = a.M;
   if (M == 1) {
-    for (int64_t n = n0; n < n1; ++n) y[n] = u4_finish(A, 0, n, u4_dot(A, n));
+    for (int64_t n = n0; n < n1; ++n) y[n] = u4_dot(A, n);
     return;
   }
-  // Batched decode: every weight row against all activation rows (one weight stream); prefill: 4 x 4 tiles.
-  const int NR = M < 4 ? 1 : 4;
+  // Batched decode: every weight row against all activation rows (one weight stream); prefill: 4 x 3 tiles
+  // (12 int32 and 12 float accumulators stay in registers; 4 x 4 spills the int32 ones in the inner loop).
+  const int NR = M < 4 ? 1 : 3;
   for (int64_t n = n0; n < n1; n += NR) {
     const int nr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
     for (int64_t m = 0; m < M; m += 4) {
