@@ -3,7 +3,7 @@
 // qparams) and the share of the read bandwidth measured in the same run by a plain streaming-read
 // kernel; cuBLAS bf16 (GemmEx and Lt) beside ours. Every tile configuration is swept; the table
 // printed last holds, per format, shape and M, the built-in choice ("auto") and the best
-// configuration.
+// configuration (tile configuration, ".sN": split-K over N CTAs).
 //
 //   lowbit_gemv_bench [--quick] [--full FILE] [--only FORMAT,...]
 // --quick measures M = 1 and 16 only; --full writes every measurement (all M and configurations);
@@ -215,7 +215,7 @@ int main(int argc, char** argv) try {
   auto log = [&](const Row& r) {
     rows.push_back(r);
     if (full)
-      std::fprintf(full, "%-14s %-8s %6d %6d %3d %-9s %9.2f %7.0f %6.1f\n", r.fmt.c_str(),
+      std::fprintf(full, "%-14s %-8s %6d %6d %3d %-11s %9.2f %7.0f %6.1f\n", r.fmt.c_str(),
                    r.shape.c_str(), r.N, r.K, r.M, r.cfg.c_str(), r.us, r.gbs, r.pct);
   };
 
@@ -314,11 +314,16 @@ int main(int argc, char** argv) try {
                               : f.name == "int8dq"   ? GemvFormat::Int8dq
                                                      : GemvFormat::Float8dq;
         const int def = gemv_default_config(gf, M, N, K);
-        for (int cfg = 0; cfg < kGemvConfigs; ++cfg) {
-          GemvOptions o;
-          o.config = cfg;
-          measure(f.name, gemv_config_name(cfg) + std::string(cfg == def ? "*" : ""), o, false);
-        }
+        const int def_sk = gemv_default_split(gf, M, N, K, def);
+        for (int cfg = 0; cfg < kGemvConfigs; ++cfg)
+          for (int sk : {1, 2, 4}) {
+            GemvOptions o;
+            o.config = cfg;
+            o.split_k = sk;
+            const std::string name =
+                gemv_config_name(cfg) + (sk > 1 ? ".s" + std::to_string(sk) : std::string());
+            measure(f.name, name + (cfg == def && sk == def_sk ? "*" : ""), o, false);
+          }
         GemvOptions o;
         o.pdl = true;
         measure(f.name, "auto+pdl", o, false);
@@ -332,7 +337,7 @@ int main(int argc, char** argv) try {
   if (full) std::fclose(full);
 
   // Summary: per (format, shape, M) the built-in choice, the best configuration and PDL.
-  std::printf("\n%-14s %-8s %6s %6s %3s | %9s %7s %6s | %-8s %9s %6s | %9s %6s | %6s\n", "kernel",
+  std::printf("\n%-14s %-8s %6s %6s %3s | %9s %7s %6s | %-11s %9s %6s | %9s %6s | %6s\n", "kernel",
               "shape", "N", "K", "M", "auto us", "GB/s", "%read", "best", "us", "%read", "pdl us",
               "%read", "floor%");
   for (size_t i = 0; i < rows.size();) {
@@ -357,7 +362,7 @@ int main(int argc, char** argv) try {
       if (pdl) std::snprintf(pdl_us, sizeof pdl_us, "%.2f", pdl->us);
       if (pdl) std::snprintf(pdl_pct, sizeof pdl_pct, "%.1f", pdl->pct);
       if (fl != floors.end()) std::snprintf(floor_pct, sizeof floor_pct, "%.1f", fl->second);
-      std::printf("%-14s %-8s %6d %6d %3d | %9.2f %7.0f %6.1f | %-8s %9.2f %6.1f | %9s %6s | %6s\n",
+      std::printf("%-14s %-8s %6d %6d %3d | %9.2f %7.0f %6.1f | %-11s %9.2f %6.1f | %9s %6s | %6s\n",
                   def->fmt.c_str(), def->shape.c_str(), def->N, def->K, def->M, def->us, def->gbs,
                   def->pct, best && best != def ? best->cfg.c_str() : "=", best ? best->us : 0.0,
                   best ? best->pct : 0.0, pdl_us, pdl_pct, floor_pct);

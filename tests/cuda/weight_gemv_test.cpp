@@ -107,26 +107,32 @@ struct Shape {
 const Shape kShapes[] = {{37, 192}, {100, 320}, {513, 4160}};
 const int kMs[] = {1, 3, 8, 9, 16};
 
-// Runs `launch(M, config, y)` for every M and configuration (plus the default and PDL) and checks
-// the NMSE against ref(M).
+// Split-K factors the tests sweep: the built-in choice, none, clusters of 2, 3 (uneven shares of
+// K) and 8 (more warps than chunks on small K).
+const int kSplits[] = {0, 1, 2, 3, 8};
+
+// Runs `launch(M, config, y)` for every M, configuration and split-K factor (plus the default with
+// PDL) and checks the NMSE against ref(M).
 template <typename Launch, typename Ref>
 void check_all(int N, int K, Launch launch, Ref ref, double bound = kNmse) {
   for (int M : kMs) {
     const std::vector<double> r = ref(M);
     Dev<uint16_t> y(static_cast<size_t>(M) * N);
     for (int config = -1; config < kGemvConfigs; ++config)
-      for (bool pdl : {false, true}) {
-        if (pdl && config != -1) continue;
-        y.poison();
-        GemvOptions o;
-        o.config = config;
-        o.pdl = pdl;
-        launch(M, o, y.p);
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-        const double e = nmse(y.get(), r);
-        EXPECT_LE(e, bound) << "M=" << M << " N=" << N << " K=" << K << " config=" << config
-                            << " pdl=" << pdl;
-      }
+      for (int split : kSplits)
+        for (bool pdl : {false, true}) {
+          if (pdl && (config != -1 || split > 2)) continue;
+          y.poison();
+          GemvOptions o;
+          o.config = config;
+          o.split_k = split;
+          o.pdl = pdl;
+          launch(M, o, y.p);
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+          const double e = nmse(y.get(), r);
+          EXPECT_LE(e, bound) << "M=" << M << " N=" << N << " K=" << K << " config=" << config
+                              << " split=" << split << " pdl=" << pdl;
+        }
   }
 }
 
@@ -387,15 +393,17 @@ TEST(CudaGemv, Int4ExactOnIntegers) {
   Dev<uint8_t> dp(w.packed), dqp(w.qparams);
   Dev<uint16_t> dx(to_bf16(x)), y(M * N);
   const auto ref = reference(x, w.deq, M, N, K);
-  for (int config = 0; config < kGemvConfigs; ++config) {
-    GemvOptions o;
-    o.config = config;
-    gemv_int4wo(dx.p, dp.p, dqp.p, y.p, M, N, K, G, o);
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    const auto got = y.get();
-    for (int i = 0; i < M * N; ++i)
-      ASSERT_EQ(got[i], f32_to_bf16(float(ref[i]))) << i << " config " << config;
-  }
+  for (int config = 0; config < kGemvConfigs; ++config)
+    for (int split : kSplits) {
+      GemvOptions o;
+      o.config = config;
+      o.split_k = split;
+      gemv_int4wo(dx.p, dp.p, dqp.p, y.p, M, N, K, G, o);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const auto got = y.get();
+      for (int i = 0; i < M * N; ++i)
+        ASSERT_EQ(got[i], f32_to_bf16(float(ref[i]))) << i << " config " << config << " split " << split;
+    }
 }
 
 // One-hot activations on random qparams: each output is one dequantized weight, rounded to bf16 by
@@ -499,15 +507,17 @@ TEST(CudaGemv, Int8DynamicBitExact) {
           ref[size_t(m) * s.N + n] = f32_to_bf16(static_cast<float>(acc) * xs[m] * w.scale[n]);
         }
       Dev<uint16_t> y(size_t(M) * s.N);
-      for (int config = -1; config < kGemvConfigs; ++config) {
-        GemvOptions o;
-        o.config = config;
-        y.poison();
-        gemv_int8dq(dxq.p, dxs.p, dw.p, dws.p, y.p, M, s.N, s.K, o);
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-        EXPECT_EQ(y.get(), ref) << "M=" << M << " N=" << s.N << " K=" << s.K
-                                << " config=" << config;
-      }
+      for (int config = -1; config < kGemvConfigs; ++config)
+        for (int split : kSplits) {
+          GemvOptions o;
+          o.config = config;
+          o.split_k = split;
+          y.poison();
+          gemv_int8dq(dxq.p, dxs.p, dw.p, dws.p, y.p, M, s.N, s.K, o);
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+          EXPECT_EQ(y.get(), ref) << "M=" << M << " N=" << s.N << " K=" << s.K
+                                  << " config=" << config << " split=" << split;
+        }
       // The two-step entry point (quantize, then the product) gives the same bits.
       Dev<uint8_t> ws(dq_workspace_bytes(M, s.K));
       y.poison();
@@ -586,24 +596,26 @@ TEST(CudaGemv, SwigluEpilogueMatchesTwoSteps) {
   };
   for (const auto& [name, run] : formats)
     for (int M : {1, 5, 9, 16})
-      for (int cfg = 0; cfg < kGemvConfigs; ++cfg) {
-        GemvOptions o;
-        o.config = cfg;
-        Dev<uint16_t> gu(size_t(M) * N), ref(size_t(M) * F), got(size_t(M) * F);
-        got.poison();
-        run(M, o, gu.p);
-        swiglu_interleaved(gu.p, ref.p, M, F, nullptr);
-        o.swiglu = true;
-        run(M, o, got.p);
-        CUDA_OK(cudaDeviceSynchronize());
-        const auto r = ref.get(), g = got.get();
-        int bad = 0;
-        for (size_t i = 0; i < r.size(); ++i) {
-          const float a = bf16_to_f32(r[i]), b = bf16_to_f32(g[i]);
-          if (!(std::fabs(a - b) <= 1e-2f * std::fabs(a) + 1e-6f)) ++bad;
+      for (int cfg = 0; cfg < kGemvConfigs; ++cfg)
+        for (int split : {1, 2, 3}) {
+          GemvOptions o;
+          o.config = cfg;
+          o.split_k = split;
+          Dev<uint16_t> gu(size_t(M) * N), ref(size_t(M) * F), got(size_t(M) * F);
+          got.poison();
+          run(M, o, gu.p);
+          swiglu_interleaved(gu.p, ref.p, M, F, nullptr);
+          o.swiglu = true;
+          run(M, o, got.p);
+          CUDA_OK(cudaDeviceSynchronize());
+          const auto r = ref.get(), g = got.get();
+          int bad = 0;
+          for (size_t i = 0; i < r.size(); ++i) {
+            const float a = bf16_to_f32(r[i]), b = bf16_to_f32(g[i]);
+            if (!(std::fabs(a - b) <= 1e-2f * std::fabs(a) + 1e-6f)) ++bad;
+          }
+          EXPECT_EQ(bad, 0) << name << " M=" << M << " config " << cfg << " split " << split;
         }
-        EXPECT_EQ(bad, 0) << name << " M=" << M << " config " << cfg;
-      }
 }
 
 TEST(CudaGemv, RejectsBadArguments) {
@@ -615,6 +627,9 @@ TEST(CudaGemv, RejectsBadArguments) {
   EXPECT_THROW(gemv_int4wo(x.p, w.p, w.p, y.p, 1, 64, 128, 96), Error);
   GemvOptions o;
   o.config = kGemvConfigs;
+  EXPECT_THROW(gemv_bf16(x.p, w.p, y.p, 1, 64, 128, o), Error);
+  o.config = -1;
+  o.split_k = kGemvMaxSplit + 1;
   EXPECT_THROW(gemv_bf16(x.p, w.p, y.p, 1, 64, 128, o), Error);
   std::vector<int32_t> codes(64 * 128, 16);
   std::vector<uint16_t> sz(64 * 2);

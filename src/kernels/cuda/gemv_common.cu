@@ -1,5 +1,8 @@
 // Argument checks, the configuration heuristic, dynamic activation quantization and the two-step
 // dq entry points of weight_gemv.h.
+#include <algorithm>
+#include <cstdlib>
+
 #include "kernels/cuda/gemv_kernel.cuh"
 
 namespace lowbit::cuda {
@@ -112,6 +115,39 @@ int gemv_default_config(GemvFormat f, int M, int N, int) {
     default:
       return kRt1Wk4;  // int8dq, float8dq
   }
+}
+
+// Split-K where a configuration leaves SMs short of CTAs: the factor (1, 2 or 4) doubles while the
+// grid still fits one wave (2 eight-warp or 4 four-warp CTAs per SM) and every warp keeps at least
+// 4 chunks; on Llama-3.1-8B shapes that is o_proj and down_proj (int4: 128 CTAs of rt2.wk8 → 256).
+// Measured on the H100: in isolation (a graph of back-to-back calls, no PDL) clusters cost more
+// than they give (int4 M = 1: o 9.12 vs 7.70 µs, down 19.26 vs 16.37; M = 16 worse still: o 13.39
+// vs 7.43), but in the decode step, where each GEMV is launched early behind the previous kernel
+// (PDL) and a grid of one CTA per SM lands unevenly, the int4wo-64 model ran 405.6 tok/s with the
+// split against 366.6 with it forced off (LOWBIT_GEMV_SPLIT=1, same run). int8wo, float8 and bf16
+// (grids of four-warp CTAs) showed no such gain, so only int4 at M ≤ 8 splits by default.
+int gemv_default_split(GemvFormat f, int M, int N, int K, int config) {
+  static const int2 dev = [] {
+    int d = 0, n = 132, major = 0;
+    cudaGetDevice(&d);
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, d);
+    return make_int2(n, major);
+  }();
+  if (dev.y < 9) return 1;  // no thread-block clusters
+  static const int forced = [] {  // LOWBIT_GEMV_SPLIT=1..8 overrides the choice, for measurements
+    const char* e = std::getenv("LOWBIT_GEMV_SPLIT");
+    return e && *e ? std::clamp(std::atoi(e), 1, kGemvMaxSplit) : 0;
+  }();
+  if (forced) return forced;
+  if (f != GemvFormat::Int4wo || M > 8) return 1;
+  static constexpr int kRt[kGemvConfigs] = {1, 2, 1, 2, 4}, kWk[kGemvConfigs] = {8, 8, 4, 4, 4};
+  const int rt = kRt[config], wk = kWk[config];
+  const int ctas = ((N + 15) / 16 + rt - 1) / rt, slots = dev.x * (wk == 8 ? 2 : 4);
+  const int chunks = K / 64;
+  int sk = 1;
+  while (sk < 4 && ctas * sk * 2 <= slots && chunks / (sk * 2 * wk) >= 4) sk *= 2;
+  return sk;
 }
 
 const char* gemv_config_name(int config) {

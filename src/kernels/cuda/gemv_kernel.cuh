@@ -8,8 +8,10 @@
 // chunk) and loads the matching activations as 16-byte vectors; no shuffles, no shared memory in
 // the main loop.
 //
-// Work split: a CTA owns RT row tiles and its WK warps split K (each warp a contiguous range of
-// chunks); the warps' partial sums meet in shared memory and the CTA writes bf16 outputs.
+// Work split: a group of SK CTAs (split-K; a thread-block cluster when SK > 1) owns RT row tiles
+// and its SK · WK warps split K (each warp a contiguous range of chunks); the warps' partial sums
+// meet in shared memory (across the cluster through distributed shared memory, each CTA summing a
+// share of the outputs in a fixed order) and the CTAs write bf16 outputs.
 // Streaming: each warp keeps a ring of DEPTH chunk slots in shared memory filled by cp.async
 // (weights L1-bypassing with a 256-byte L2 prefetch, activations and qparams through L1), so
 // DEPTH − 1 chunks stay in flight while it dequantizes and multiplies the current one. Every lane
@@ -19,6 +21,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
+#include <cooperative_groups.h>
 
 #include <atomic>
 #include <cstdint>
@@ -37,6 +40,7 @@ struct GemvParams {
   int M, N, K;
   int log2g;  // int4 group size
   int glu;    // SwiGLU epilogue (GemvOptions::swiglu): y is [M, N / 2]
+  int sk;     // split-K: CTAs (one cluster) per row block, 1 .. kGemvMaxSplit
 };
 
 // ------------------------------------------------------------------ asynchronous copies
@@ -78,6 +82,24 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Thread-block clusters (sm_90): a barrier over the cluster's CTAs (release/acquire: shared
+// memory written before it is visible to the peers after it), and a peer CTA's copy of a
+// shared-memory object. Split-K launches clusters only on sm_90+.
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cooperative_groups::this_cluster().sync();
+#endif
+}
+template <class T>
+__device__ __forceinline__ const T* cluster_peer(const T* p, int rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  void* mine = const_cast<void*>(static_cast<const void*>(p));
+  return static_cast<const T*>(cooperative_groups::this_cluster().map_shared_rank(mine, rank));
+#else
+  return p;
 #endif
 }
 
@@ -198,9 +220,12 @@ __global__ void __launch_bounds__(WK * 32, WK == 8 ? 2 : 4) gemv_kernel(const Ge
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int ntiles = (p.N + 15) >> 4;
-  const int tile0 = blockIdx.x * RT;
+  // Split-K: the cluster's CTAs are consecutive in x; CTA `rank` takes the rank-th share of K.
+  const int sk = p.sk, rank = blockIdx.x % sk;
+  const int tile0 = blockIdx.x / sk * RT;
   const int chunks = p.K / F::KC;
-  const int c_begin = chunks * warp / WK, c_end = chunks * (warp + 1) / WK;
+  const int parts = sk * WK, part = rank * WK + warp;
+  const int c_begin = chunks * part / parts, c_end = chunks * (part + 1) / parts;
   uint4* ring = smem + warp * (DEPTH * R::SLOT);
   const uint32_t ring_s = smem_addr(ring);
   const char* xb = static_cast<const char*>(p.x);
@@ -298,36 +323,44 @@ __global__ void __launch_bounds__(WK * 32, WK == 8 ? 2 : 4) gemv_kernel(const Ge
       red[warp][r * 16 + g + 8][8 * j + 2 * t] = acc[r][j][2];
       red[warp][r * 16 + g + 8][8 * j + 2 * t + 1] = acc[r][j][3];
     }
-  __syncthreads();
+  if (sk > 1)
+    cluster_sync();  // every CTA of the cluster has its partial sums in place
+  else
+    __syncthreads();
+  // Sum of row r (in the CTA), token m over the cluster's CTAs and their warps, in K order.
+  auto total = [&](int r, int m) {
+    Acc s = Acc(0);
+    for (int q = 0; q < sk; ++q) {
+      const Red* rq = q == rank ? red : cluster_peer(red, q);
+#pragma unroll
+      for (int k = 0; k < WK; ++k) s += rq[k][r][m];
+    }
+    return s;
+  };
+  // CTA `rank` of the cluster writes outputs rank · threads + i, stepping over the whole cluster.
+  const int step = sk * WK * 32, first = rank * WK * 32 + threadIdx.x;
   if (p.glu) {
     // Rows g (gate) and g + 8 (up) of each tile give output column 8 · tile + g. Both products are
     // rounded to bf16 first, as the unfused path stores them, so the result is the same.
-    for (int i = threadIdx.x; i < RT * 8 * p.M; i += WK * 32) {
+    for (int i = first; i < RT * 8 * p.M; i += step) {
       const int m = i / (RT * 8), j = i % (RT * 8);
       const int r = (j >> 3) * 16 + (j & 7);
       const int n = tile0 * 16 + r;
       if (n >= p.N) continue;
-      Acc sg = red[0][r][m], su = red[0][r + 8][m];
-#pragma unroll
-      for (int k = 1; k < WK; ++k) {
-        sg += red[k][r][m];
-        su += red[k][r + 8][m];
-      }
+      const Acc sg = total(r, m), su = total(r + 8, m);
       const float gv = __bfloat162float(__float2bfloat16_rn(F::epilogue(p, sg, n, m)));
       const float uv = __bfloat162float(__float2bfloat16_rn(F::epilogue(p, su, n + 8, m)));
       p.y[(size_t)m * (p.N >> 1) + tile0 * 8 + j] = __float2bfloat16_rn(gv / (1.0f + expf(-gv)) * uv);
     }
-    return;
+  } else {
+    for (int i = first; i < RT * 16 * p.M; i += step) {
+      const int m = i / (RT * 16), r = i % (RT * 16);
+      const int n = tile0 * 16 + r;
+      if (n >= p.N) continue;
+      p.y[(size_t)m * p.N + n] = __float2bfloat16_rn(F::epilogue(p, total(r, m), n, m));
+    }
   }
-  for (int i = threadIdx.x; i < RT * 16 * p.M; i += WK * 32) {
-    const int m = i / (RT * 16), r = i % (RT * 16);
-    const int n = tile0 * 16 + r;
-    if (n >= p.N) continue;
-    Acc s = red[0][r][m];
-#pragma unroll
-    for (int k = 1; k < WK; ++k) s += red[k][r][m];
-    p.y[(size_t)m * p.N + n] = __float2bfloat16_rn(F::epilogue(p, s, n, m));
-  }
+  if (sk > 1) cluster_sync();  // the peers read this CTA's shared memory until here
 }
 
 // ------------------------------------------------------------------ host side
@@ -351,19 +384,28 @@ void launch_config(const GemvParams& p, const GemvOptions& o) {
     ready.fetch_or(bit, std::memory_order_release);
   }
   const int ntiles = (p.N + 15) / 16;
-  const dim3 grid((ntiles + RT - 1) / RT), block(WK * 32);
+  const dim3 grid((ntiles + RT - 1) / RT * p.sk), block(WK * 32);
   cudaError_t e;
-  if (o.pdl) {
+  if (o.pdl || p.sk > 1) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = o.stream;
-    cudaLaunchAttribute attr_pdl[1];
-    attr_pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr_pdl[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr_pdl;
-    cfg.numAttrs = 1;
+    cudaLaunchAttribute attrs[2];
+    unsigned n = 0;
+    if (o.pdl) {
+      attrs[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attrs[n++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (p.sk > 1) {
+      attrs[n].id = cudaLaunchAttributeClusterDimension;
+      attrs[n].val.clusterDim.x = static_cast<unsigned>(p.sk);
+      attrs[n].val.clusterDim.y = 1;
+      attrs[n++].val.clusterDim.z = 1;
+    }
+    cfg.attrs = attrs;
+    cfg.numAttrs = n;
     e = cudaLaunchKernelEx(&cfg, kernel, p);
   } else {
     kernel<<<grid, block, smem, o.stream>>>(p);
@@ -397,9 +439,12 @@ template <class F>
 void launch_gemv(GemvFormat fmt, const GemvParams& p, const GemvOptions& o) {
   LB_CHECK(o.config >= -1 && o.config < kGemvConfigs, "gemv: config {} out of range", o.config);
   LB_CHECK(!o.swiglu || p.N % 16 == 0, "gemv: the SwiGLU epilogue needs N = {} a multiple of 16", p.N);
+  LB_CHECK(o.split_k >= 0 && o.split_k <= kGemvMaxSplit, "gemv: split_k {} out of [0, {}]",
+           o.split_k, kGemvMaxSplit);
   const int config = o.config >= 0 ? o.config : gemv_default_config(fmt, p.M, p.N, p.K);
   GemvParams q = p;
   q.glu = o.swiglu ? 1 : 0;
+  q.sk = o.split_k > 0 ? o.split_k : gemv_default_split(fmt, p.M, p.N, p.K, config);
   if (p.M <= 8)
     launch_mt<F, 1>(config, q, o);
   else

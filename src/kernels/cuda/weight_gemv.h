@@ -47,12 +47,20 @@ struct GemvOptions {
   // 16): y is [M, N / 2] with y[m, 8b + i] = bf16(silu(g) · u), g and u the two products rounded to
   // bf16.
   bool swiglu = false;
+  // Split-K: 1 .. kGemvMaxSplit CTAs (a thread-block cluster, sm_90) share each row block, every
+  // one taking a contiguous share of K; their partial sums meet through distributed shared memory
+  // in a fixed order (deterministic, one launch, no workspace). 0 picks the built-in choice.
+  int split_k = 0;
 };
 constexpr int kGemvConfigs = 5;
+constexpr int kGemvMaxSplit = 8;
 // The configuration the built-in heuristic picks (format: 0 bf16, 1 int8wo, 2 float8wo, 3 int4wo,
 // 4 int8dq, 5 float8dq); useful to print what a benchmark measured.
 enum class GemvFormat { Bf16, Int8wo, Float8wo, Int4wo, Int8dq, Float8dq };
 int gemv_default_config(GemvFormat f, int M, int N, int K);
+// The built-in split-K factor for a configuration (1 where the device has no clusters; the
+// environment variable LOWBIT_GEMV_SPLIT=1..8 forces one, for measurements).
+int gemv_default_split(GemvFormat f, int M, int N, int K, int config);
 const char* gemv_config_name(int config);  // e.g. "rt1.wk8"
 
 // bf16 weights.

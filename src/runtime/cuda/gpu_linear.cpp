@@ -260,11 +260,11 @@ bool LinearExec::run_swiglu(const GpuLinear& L, const void* x, int M, void* h) {
   return true;
 }
 
-void LinearExec::gemv(const GpuLinear& L, const void* x, int M, void* out, bool swiglu) {
+void LinearExec::gemv(const GpuLinear& L, const void* x, int M, void* out, bool swiglu, bool pdl) {
   const int N = static_cast<int>(L.N), K = static_cast<int>(L.K);
   cuda::GemvOptions o;
   o.stream = stream_;
-  o.pdl = pdl_;
+  o.pdl = pdl_ && pdl;
   o.swiglu = swiglu;
   const auto* scale = static_cast<const float*>(L.aux);
   switch (L.f.fmt) {
@@ -291,14 +291,14 @@ void LinearExec::gemv(const GpuLinear& L, const void* x, int M, void* out, bool 
   }
 }
 
-void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t ldy, bool y_f32) {
+void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t ldy, bool y_f32, bool pdl) {
   LB_CHECK(M >= 1 && M <= max_rows_ && L.K <= max_k_ && ldy >= L.N, "linear: M {} (max {}), K {}, ldy {} < N {}", M,
            max_rows_, L.K, ldy, L.N);
   const int N = static_cast<int>(L.N), K = static_cast<int>(L.K);
   if (M <= cuda::kGemvMaxM && K % 64 == 0 && !y_f32) {
     // Decode: the GEMV kernels write rows of exactly N outputs.
     void* out = ldy == N || M == 1 ? y : yscratch_;
-    gemv(L, x, M, out, false);
+    gemv(L, x, M, out, false, pdl);
     if (out != y)
       LB_CUDA(cudaMemcpy2DAsync(y, static_cast<size_t>(ldy) * 2, out, static_cast<size_t>(N) * 2,
                                 static_cast<size_t>(N) * 2, M, cudaMemcpyDeviceToDevice, stream_));

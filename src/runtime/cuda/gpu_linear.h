@@ -74,13 +74,15 @@ class LinearExec {
   LinearExec& operator=(const LinearExec&) = delete;
 
   // y[m, 0:N] = x[m] · Wᵀ for m < M; x bf16 [M, K]; y bf16 or float32 with row stride ldy.
-  void run(const GpuLinear& L, const void* x, int M, void* y, int64_t ldy, bool y_f32 = false);
+  // pdl = false: the GEMV waits for the previous kernel in full (no programmatic launch).
+  void run(const GpuLinear& L, const void* x, int M, void* y, int64_t ldy, bool y_f32 = false,
+           bool pdl = true);
   // h[m, 0:N/2] = silu(gate) · up from a gate/up weight in upload_gate_up's row order, in one GEMV
   // launch; false (nothing run) where the GEMV kernels do not apply (M > 16, K not a multiple of 64).
   bool run_swiglu(const GpuLinear& L, const void* x, int M, void* h);
 
  private:
-  void gemv(const GpuLinear& L, const void* x, int M, void* out, bool swiglu);
+  void gemv(const GpuLinear& L, const void* x, int M, void* out, bool swiglu, bool pdl = true);
   void gemm(const void* x, const void* w, int M, int64_t n, int64_t K, void* y, int64_t ldy,
             bool y_f32);
 

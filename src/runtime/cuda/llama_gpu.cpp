@@ -7,17 +7,30 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdlib>
 
 #include "kernels/cuda/llama_ops.h"
 #include "runtime/cuda/llama_gpu_impl.h"
 
 namespace lowbit {
 
-void LlamaGpu::Impl::run_group(const GpuGroup& g, const void* in, int M, void* y, bool y_f32) {
+void LlamaGpu::Impl::run_group(const GpuGroup& g, const void* in, int M, void* y, bool y_f32, bool pdl) {
   const size_t elt = y_f32 ? 4 : 2;
   for (size_t i = 0; i < g.parts.size(); ++i)
-    lin->run(g.parts[i], in, M, static_cast<char*>(y) + g.col0[i] * elt, g.N, y_f32);
+    lin->run(g.parts[i], in, M, static_cast<char*>(y) + g.col0[i] * elt, g.N, y_f32, pdl);
 }
+
+namespace {
+// down_proj's GEMV with programmatic dependent launch (behind the gate/up GEMV); LOWBIT_PDL_DOWN=0|1
+// overrides the built-in choice, for measurements.
+bool pdl_down() {
+  static const bool on = [] {
+    const char* e = std::getenv("LOWBIT_PDL_DOWN");
+    return e && *e ? std::atoi(e) != 0 : true;
+  }();
+  return on;
+}
+}  // namespace
 
 void LlamaGpu::Impl::mark(const char* name) {
   if (!prof) return;
@@ -73,7 +86,7 @@ void LlamaGpu::Impl::layer(int l, int M, bool decode, int T, int64_t p0) {
       cuda::swiglu(gu, h, M, F, stream);
     mark("swiglu");
   }
-  run_group(L.down, h, M, dn);
+  run_group(L.down, h, M, dn, false, pdl_down());
   mark("down_proj");
 }
 

@@ -78,7 +78,7 @@ struct LlamaGpu::Impl {
   // After the weights: the rotary table, caches, buffers, the product executor.
   void finish_setup();
 
-  void run_group(const GpuGroup& g, const void* x, int M, void* y, bool y_f32 = false);
+  void run_group(const GpuGroup& g, const void* x, int M, void* y, bool y_f32 = false, bool pdl = true);
   // One block over M rows: decode (rows = sequences at d_pos) or prefill (rows b · T + t at
   // positions from d_rows_pos, p0 + t).
   void layer(int l, int M, bool decode, int T, int64_t p0);
