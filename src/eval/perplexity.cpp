@@ -26,20 +26,19 @@ double token_nll(const float* row, int64_t V, int32_t target) {
   return std::log(s) + mx - row[target];
 }
 
-PplResult perplexity(const LlamaModel& model, const std::vector<int32_t>& ids, const PplOptions& opt) {
+PplResult perplexity_windows(const std::vector<int32_t>& ids, const PplOptions& opt, const LlamaConfig& c,
+                             const WindowLogits& logits_of) {
   LB_CHECK(opt.ctx >= 4, "perplexity: --ctx must be at least 4, got {}", opt.ctx);
   const int64_t n_windows_all = static_cast<int64_t>(ids.size()) / opt.ctx;
   LB_CHECK(n_windows_all > 0, "perplexity: the text holds {} tokens, fewer than one window of {}", ids.size(),
            opt.ctx);
   const int64_t n_windows = opt.max_windows > 0 ? std::min(opt.max_windows, n_windows_all) : n_windows_all;
-  const int64_t V = model.config.vocab_size;
-  const int32_t bos = model.config.bos_token_id;
+  const int64_t V = c.vocab_size;
+  const int32_t bos = c.bos_token_id;
   // Rows scored in each window: row j predicts token j+1.
   const int64_t first = opt.protocol == PplProtocol::Windows ? 0 : opt.ctx / 2;
   const int64_t last = opt.ctx - 1;  // exclusive
 
-  LlamaRunner runner(model);
-  KVCache cache(model.config, opt.ctx);
   Progress progress("perplexity", n_windows, opt.progress && stderr_is_terminal());
   const auto t0 = std::chrono::steady_clock::now();
   double sum = 0, sum2 = 0;
@@ -49,10 +48,9 @@ PplResult perplexity(const LlamaModel& model, const std::vector<int32_t>& ids, c
   for (int64_t w = 0; w < n_windows; ++w) {
     std::copy(ids.begin() + w * opt.ctx, ids.begin() + (w + 1) * opt.ctx, window.begin());
     if (opt.protocol == PplProtocol::LlamaCpp && bos >= 0) window[0] = bos;
-    cache.clear();
-    const auto& logits = runner.forward(window, cache, Logits::All);
+    const float* logits = logits_of(window);
 #pragma omp parallel for schedule(static)
-    for (int64_t j = first; j < last; ++j) nll[j - first] = token_nll(logits.data() + j * V, V, window[j + 1]);
+    for (int64_t j = first; j < last; ++j) nll[j - first] = token_nll(logits + j * V, V, window[j + 1]);
     for (double v : nll) {
       sum += v;
       sum2 += v * v;
@@ -72,6 +70,15 @@ PplResult perplexity(const LlamaModel& model, const std::vector<int32_t>& ids, c
   r.ppl_stderr = r.ppl * r.nll_stderr;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
+}
+
+PplResult perplexity(const LlamaModel& model, const std::vector<int32_t>& ids, const PplOptions& opt) {
+  LlamaRunner runner(model);
+  KVCache cache(model.config, std::max<int64_t>(opt.ctx, 1));
+  return perplexity_windows(ids, opt, model.config, [&](const std::vector<int32_t>& window) {
+    cache.clear();
+    return runner.forward(window, cache, Logits::All).data();
+  });
 }
 
 }  // namespace lowbit

@@ -1,5 +1,8 @@
 #include "lowbit/model/config.h"
 
+#include <cmath>
+#include <numbers>
+
 #include <nlohmann/json.hpp>
 
 #include "lowbit/core/error.h"
@@ -43,6 +46,30 @@ RopeScaling parse_scaling(const json& s, const std::string& src) {
 }
 
 }  // namespace
+
+std::vector<float> rope_inv_freq(const LlamaConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> f(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    const float e = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
+    f[i] = 1.0f / std::pow(static_cast<float>(c.rope_theta), e);
+  }
+  const RopeScaling& s = c.rope_scaling;
+  if (s.type == "llama3") {
+    const double old_len = static_cast<double>(s.original_max_position);
+    const double low_wavelen = old_len / s.low_freq_factor, high_wavelen = old_len / s.high_freq_factor;
+    for (auto& v : f) {
+      const double wavelen = 2.0 * std::numbers::pi / v;
+      if (wavelen > low_wavelen) {
+        v = static_cast<float>(v / s.factor);
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        v = static_cast<float>((1.0 - smooth) * v / s.factor + smooth * v);
+      }
+    }
+  }
+  return f;
+}
 
 LlamaConfig LlamaConfig::from_json(const json& j, const std::string& src) {
   LB_CHECK(j.is_object(), "{}: not a JSON object", src);

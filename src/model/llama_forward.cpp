@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <cmath>
-#include <numbers>
 
 #include <omp.h>
 
@@ -14,31 +13,6 @@ namespace {
 using kernels::cpu::gemm_serial;
 using kernels::cpu::GemmArgs;
 using kernels::cpu::WType;
-
-// Hugging Face's inverse frequencies (float32), with Llama 3's wavelength-dependent scaling when asked.
-std::vector<float> rope_inv_freq(const LlamaConfig& c) {
-  const int64_t half = c.head_dim / 2;
-  std::vector<float> f(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i) {
-    const float e = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
-    f[i] = 1.0f / std::pow(static_cast<float>(c.rope_theta), e);
-  }
-  const RopeScaling& s = c.rope_scaling;
-  if (s.type == "llama3") {
-    const double old_len = static_cast<double>(s.original_max_position);
-    const double low_wavelen = old_len / s.low_freq_factor, high_wavelen = old_len / s.high_freq_factor;
-    for (auto& v : f) {
-      const double wavelen = 2.0 * std::numbers::pi / v;
-      if (wavelen > low_wavelen) {
-        v = static_cast<float>(v / s.factor);
-      } else if (wavelen >= high_wavelen) {
-        const double smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
-        v = static_cast<float>((1.0 - smooth) * v / s.factor + smooth * v);
-      }
-    }
-  }
-  return f;
-}
 
 void rmsnorm(const float* x, const float* w, float* out, int64_t T, int64_t D, float eps) {
 #pragma omp parallel for schedule(static) if (T > 8)

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,12 @@ struct PplResult {
 
 // `ids` must already start with BOS (both protocols score [BOS] + encode(text)).
 PplResult perplexity(const LlamaModel& model, const std::vector<int32_t>& ids, const PplOptions& opt);
+
+// The protocol's windows and scoring for any forward pass: `logits_of(window)` returns the float32 logits
+// of every position of one window ([ctx, vocab]), valid until its next call.
+using WindowLogits = std::function<const float*(const std::vector<int32_t>& window)>;
+PplResult perplexity_windows(const std::vector<int32_t>& ids, const PplOptions& opt, const LlamaConfig& config,
+                             const WindowLogits& logits_of);
 
 // Negative log-likelihood of `target` under a row of logits (log-sum-exp in double).
 double token_nll(const float* logits, int64_t vocab, int32_t target);

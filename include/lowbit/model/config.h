@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -44,5 +45,9 @@ struct LlamaConfig {
   int64_t q_dim() const { return num_heads * head_dim; }
   int64_t kv_dim() const { return num_kv_heads * head_dim; }
 };
+
+// RoPE's inverse frequencies as Hugging Face computes them (float32), with Llama 3's wavelength-dependent
+// scaling when rope_scaling asks for it; the CPU and GPU forward passes rotate by these.
+std::vector<float> rope_inv_freq(const LlamaConfig& c);
 
 }  // namespace lowbit
