@@ -273,6 +273,28 @@ void tile(const Args& A, int64_t m0, int64_t n0) {
     }
 }
 
+// Columns [n0, n1) in steps of nr_max weight rows, activation rows in steps of 4: calls
+// tile.template operator()<MR, NR>(m, n) with the tile's compile-time shape (MR <= 4, NR <= nr_max <= 4).
+template <typename Tile>
+void for_each_tile(int64_t M, int64_t n0, int64_t n1, int nr_max, Tile&& tile) {
+  for (int64_t n = n0; n < n1; n += nr_max) {
+    const int nr = static_cast<int>(std::min<int64_t>(nr_max, n1 - n));
+    for (int64_t m = 0; m < M; m += 4) {
+      const int mr = static_cast<int>(std::min<int64_t>(4, M - m));
+#define LB_Q(MR_, NR_) \
+  case (MR_) * 8 + (NR_): tile.template operator()<MR_, NR_>(m, n); break;
+      switch (mr * 8 + nr) {
+        LB_Q(1, 1) LB_Q(1, 2) LB_Q(1, 3) LB_Q(1, 4)
+        LB_Q(2, 1) LB_Q(2, 2) LB_Q(2, 3) LB_Q(2, 4)
+        LB_Q(3, 1) LB_Q(3, 2) LB_Q(3, 3) LB_Q(3, 4)
+        LB_Q(4, 1) LB_Q(4, 2) LB_Q(4, 3) LB_Q(4, 4)
+        default: break;
+      }
+#undef LB_Q
+    }
+  }
+}
+
 template <Mode MD, int Bits>
 void run(const Args& A, int64_t n0, int64_t n1) {
   const int64_t M = A.a->M;
@@ -290,23 +312,8 @@ void run(const Args& A, int64_t n0, int64_t n1) {
   }
   // Decode: one weight row at a time (one contiguous stream); prefill: 4 x 4 tiles (measured faster than
   // 4 x 2 or 4 x 3 even where a few accumulators spill).
-  const int NR = M < 4 ? 1 : 4;
-  for (int64_t n = n0; n < n1; n += NR) {
-    const int nr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
-    for (int64_t m = 0; m < M; m += 4) {
-      const int mr = static_cast<int>(std::min<int64_t>(4, M - m));
-#define LB_Q(MR_, NR_) \
-  case (MR_) * 8 + (NR_): tile<MD, Bits, MR_, NR_>(A, m, n); break;
-      switch (mr * 8 + nr) {
-        LB_Q(1, 1) LB_Q(1, 2) LB_Q(1, 3) LB_Q(1, 4)
-        LB_Q(2, 1) LB_Q(2, 2) LB_Q(2, 3) LB_Q(2, 4)
-        LB_Q(3, 1) LB_Q(3, 2) LB_Q(3, 3) LB_Q(3, 4)
-        LB_Q(4, 1) LB_Q(4, 2) LB_Q(4, 3) LB_Q(4, 4)
-        default: break;
-      }
-#undef LB_Q
-    }
-  }
+  for_each_tile(M, n0, n1, M < 4 ? 1 : 4,
+                [&]<int MR, int NR>(int64_t m, int64_t n) { tile<MD, Bits, MR, NR>(A, m, n); });
 }
 
 // Per-group activation sums as float: block modes from d·Σq, token modes from the integer group sums.
@@ -454,23 +461,7 @@ void qgemm_u4_blocks(const Q8Acts& a, const uint8_t* w, const uint16_t* s, const
   }
   // Batched decode: every weight row against all activation rows (one weight stream); prefill: 4 x 3 tiles
   // (12 int32 and 12 float accumulators stay in registers; 4 x 4 spills the int32 ones in the inner loop).
-  const int NR = M < 4 ? 1 : 3;
-  for (int64_t n = n0; n < n1; n += NR) {
-    const int nr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
-    for (int64_t m = 0; m < M; m += 4) {
-      const int mr = static_cast<int>(std::min<int64_t>(4, M - m));
-#define LB_Q(MR_, NR_) \
-  case (MR_) * 8 + (NR_): u4_tile<MR_, NR_>(A, m, n); break;
-      switch (mr * 8 + nr) {
-        LB_Q(1, 1) LB_Q(1, 2) LB_Q(1, 3) LB_Q(1, 4)
-        LB_Q(2, 1) LB_Q(2, 2) LB_Q(2, 3) LB_Q(2, 4)
-        LB_Q(3, 1) LB_Q(3, 2) LB_Q(3, 3) LB_Q(3, 4)
-        LB_Q(4, 1) LB_Q(4, 2) LB_Q(4, 3) LB_Q(4, 4)
-        default: break;
-      }
-#undef LB_Q
-    }
-  }
+  for_each_tile(M, n0, n1, M < 4 ? 1 : 3, [&]<int MR, int NR>(int64_t m, int64_t n) { u4_tile<MR, NR>(A, m, n); });
 }
 
 void qgemm_group_tokens(const Q8Acts& a, const GroupWeights& gw, float* y, int64_t ldy, int64_t n0, int64_t n1) {
