@@ -19,7 +19,7 @@ void BM_Qgemm(benchmark::State& state) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
   const auto kind = static_cast<Kind>(state.range(3));
   const int64_t wbytes = kind == kU4Blocks ? N * u4_window_padded(K) / 2 : N * K;
-  const int64_t count = (M == 1 && !std::getenv("LOWBIT_BENCH_CACHED")) ? std::max<int64_t>(2, (int64_t{768} << 20) / wbytes) : 1;
+  const int64_t count = ((M == 1 || std::getenv("LOWBIT_BENCH_ROTATE")) && !std::getenv("LOWBIT_BENCH_CACHED")) ? std::max<int64_t>(2, (int64_t{768} << 20) / wbytes) : 1;
   std::mt19937 rng(1);
   std::vector<std::vector<uint8_t>> ws(count, std::vector<uint8_t>(wbytes));
   for (auto& w : ws)
@@ -60,6 +60,11 @@ BENCHMARK(BM_Qgemm)
     ->Args({128, 5632, 2048, kU8Blocks})
     ->Args({128, 5632, 2048, kU8Tokens})
     ->Args({128, 5632, 2048, kU4Blocks})
+    // the other tinyllama prefill shapes: q/k/v, o, gate+up, down
+    ->Args({128, 2560, 2048, kU4Blocks})
+    ->Args({128, 2048, 2048, kU4Blocks})
+    ->Args({128, 11264, 2048, kU4Blocks})
+    ->Args({128, 2048, 5632, kU4Blocks})
     // L2-resident weights (with LOWBIT_BENCH_CACHED=1): the kernels' compute rate alone
     ->Args({1, 256, 2048, kU8Blocks})
     ->Args({1, 256, 2048, kU4Blocks})

@@ -150,6 +150,10 @@ TEST(IntegerKernels, WindowOrderIsAPermutation) {
     ASSERT_EQ(win.ldq, Kp);
     for (int64_t m = 0; m < 2; ++m)
       for (int64_t k = 0; k < K; ++k) ASSERT_EQ(win.q[m * Kp + u4_window_x_pos(k)], plain.q[m * K + k]);
+    ASSERT_EQ(win.d, plain.d);
+    ASSERT_EQ(win.dsum, plain.dsum);
+    for (int64_t m = 0; m < 2; ++m)  // padding stays zero
+      for (int64_t p = K; p < Kp; ++p) ASSERT_EQ(win.q[m * Kp + u4_window_x_pos(p)], 0);
   }
 }
 

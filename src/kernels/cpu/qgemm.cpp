@@ -94,14 +94,35 @@ void pack_u4_windows(const uint8_t* q, int64_t K, uint8_t* out) {
 }
 
 void quantize_q8_windows(const float* x, int64_t M, int64_t K, Q8Acts& a) {
-  quantize_q8_blocks(x, M, K, a, 32);
-  const int64_t Kp = u4_window_padded(K);
-  std::vector<int8_t> q(static_cast<size_t>(M * Kp), 0);
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t k = 0; k < K; ++k) q[m * Kp + u4_window_x_pos(k)] = a.q[m * K + k];
-  a.q.swap(q);
+  LB_CHECK(K % 32 == 0, "int8 window activations need K divisible by 32, got {}", K);
+  const int64_t Kp = u4_window_padded(K), nb = K / 32;
+  a.M = M;
+  a.K = K;
+  a.group = 32;
   a.windowed = true;
   a.ldq = Kp;
+  a.q.assign(static_cast<size_t>(M * Kp), 0);
+  a.d.resize(static_cast<size_t>(M * nb));
+  a.dsum.resize(static_cast<size_t>(M * nb));
+  a.dexp.clear();
+  if (vnni_kernels_active()) return vnni::quantize_q8_windows(x, a);
+#pragma omp parallel for schedule(static) if (M * K > 65536)
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* xb = x + m * K + b * 32;
+      float amax = 0.0f;
+      for (int64_t i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+      const float d = amax / 127.0f;
+      const float id = d > 0.0f ? 1.0f / d : 0.0f;
+      int32_t s = 0;
+      for (int64_t i = 0; i < 32; ++i) {
+        const auto v = static_cast<int8_t>(std::clamp(static_cast<int>(std::nearbyint(xb[i] * id)), -127, 127));
+        a.q[m * Kp + u4_window_x_pos(b * 32 + i)] = v;
+        s += v;
+      }
+      a.d[m * nb + b] = d;
+      a.dsum[m * nb + b] = d * static_cast<float>(s);
+    }
 }
 
 void quantize_q8_tokens(const float* x, int64_t M, int64_t K, bool asym, int64_t group, Q8Acts& a) {

@@ -96,6 +96,8 @@ void qgemm_u8_tokens(const Q8Acts&, const uint8_t*, const float*, float*, int64_
 void qgemm_u4_blocks(const Q8Acts&, const uint8_t*, const uint16_t*, const uint16_t*, int64_t, float*, int64_t,
                      int64_t, int64_t);
 void qgemm_group_tokens(const Q8Acts&, const GroupWeights&, float*, int64_t, int64_t, int64_t);
+// x [a.M, a.K] into a's window-ordered q, d and dsum (already sized, q zeroed).
+void quantize_q8_windows(const float* x, Q8Acts& a);
 }  // namespace vnni
 
 }  // namespace lowbit::kernels::cpu

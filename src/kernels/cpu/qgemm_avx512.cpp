@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <bit>
+#include <cstring>
 #include <vector>
 
 #include "kernels/cpu/qgemm.h"
@@ -345,7 +346,7 @@ struct U4Args {
 struct U4Window {
   __m512 scale, zterm;
 };
-U4Window u4_window(const U4Args& A, int64_t n, int64_t wi) {
+[[gnu::always_inline]] inline U4Window u4_window(const U4Args& A, int64_t n, int64_t wi) {
   const int64_t ng = A.a->K / A.G, g0 = (wi * 16) >> A.shift;
   __m512 sw = load_window_bf16(A.s16 + n * ng + g0, ng - g0);
   __m512 zw = load_window_bf16(A.z16 + n * ng + g0, ng - g0);
@@ -401,10 +402,26 @@ float u4_dot(const U4Args& A, int64_t n) {
   return hsum(_mm512_add_ps(f0, f1));
 }
 
+// The window terms of rows [n0, n1) as float, once per call, so that prefill tiles (which meet every
+// row once per four activation rows) load them instead of converting bf16 again: [row][window][scale, zterm].
+const float* u4_prepare_windows(const U4Args& A, int64_t n0, int64_t n1) {
+  thread_local std::vector<float> buf;
+  const int64_t windows = A.a->ldq / kU4Window;
+  buf.resize(static_cast<size_t>((n1 - n0) * windows * 32));
+  float* p = buf.data();
+  for (int64_t n = n0; n < n1; ++n)
+    for (int64_t wi = 0; wi < windows; ++wi, p += 32) {
+      const U4Window uw = u4_window(A, n, wi);
+      _mm512_storeu_ps(p, uw.scale);
+      _mm512_storeu_ps(p + 16, uw.zterm);
+    }
+  return buf.data();
+}
+
 // MR activation rows x NR weight rows: each window's products stay in int32 (MR·NR accumulators), then one
-// convert and multiply-add per pair.
+// convert and multiply-add per pair. `terms` holds the rows' window terms from u4_prepare_windows.
 template <int MR, int NR>
-void u4_tile(const U4Args& A, int64_t m0, int64_t n0) {
+void u4_tile(const U4Args& A, const float* terms, int64_t m0, int64_t n0) {
   const Q8Acts& a = *A.a;
   const int64_t windows = a.ldq / kU4Window;
   __m512 facc[MR][NR];
@@ -426,13 +443,12 @@ void u4_tile(const U4Args& A, int64_t m0, int64_t n0) {
         for (int j = 0; j < NR; ++j) iacc[i][j] = _mm512_dpbusd_epi32(iacc[i][j], wv[j], xv);
       }
     }
-    U4Window uw[NR];
-    for (int j = 0; j < NR; ++j) uw[j] = u4_window(A, n0 + j, wi);
     for (int i = 0; i < MR; ++i) {
       const __m512 dv = u4_window_d(a, m0 + i, wi), ds = u4_window_dsum(a, m0 + i, wi);
       for (int j = 0; j < NR; ++j) {
-        facc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[i][j]), _mm512_mul_ps(uw[j].scale, dv), facc[i][j]);
-        facc[i][j] = _mm512_fmadd_ps(uw[j].zterm, ds, facc[i][j]);
+        const float* t = terms + (j * windows + wi) * 32;
+        facc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[i][j]), _mm512_mul_ps(_mm512_loadu_ps(t), dv), facc[i][j]);
+        facc[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(t + 16), ds, facc[i][j]);
       }
     }
   }
@@ -461,7 +477,37 @@ void qgemm_u4_blocks(const Q8Acts& a, const uint8_t* w, const uint16_t* s, const
   }
   // Batched decode: every weight row against all activation rows (one weight stream); prefill: 4 x 3 tiles
   // (12 int32 and 12 float accumulators stay in registers; 4 x 4 spills the int32 ones in the inner loop).
-  for_each_tile(M, n0, n1, M < 4 ? 1 : 3, [&]<int MR, int NR>(int64_t m, int64_t n) { u4_tile<MR, NR>(A, m, n); });
+  const float* terms = u4_prepare_windows(A, n0, n1);
+  const int64_t per_row = a.ldq / kU4Window * 32;
+  for_each_tile(M, n0, n1, M < 4 ? 1 : 3, [&]<int MR, int NR>(int64_t m, int64_t n) {
+    u4_tile<MR, NR>(A, terms + (n - n0) * per_row, m, n);
+  });
+}
+
+// Blocks of 32 as the scalar quantize_q8_windows: the same division and reciprocal, and the product
+// x·(1/d) rounded half to even by the convert (the default MXCSR mode), so q, d and d·Σq match it bit
+// for bit. Block b's four-byte groups land 64 bytes apart (u4_window_x_pos).
+void quantize_q8_windows(const float* x, Q8Acts& a) {
+  const int64_t M = a.M, K = a.K, nb = K / 32;
+#pragma omp parallel for schedule(static) if (M * K > 65536)
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* xb = x + m * K + b * 32;
+      const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+      const float d = amax / 127.0f;
+      const __m512 id = _mm512_set1_ps(d > 0.0f ? 1.0f / d : 0.0f);
+      const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+      const __m512i q0 = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x0, id)), lo), hi);
+      const __m512i q1 = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x1, id)), lo), hi);
+      alignas(32) int32_t words[8];
+      _mm_store_si128(reinterpret_cast<__m128i*>(words), _mm512_cvtepi32_epi8(q0));
+      _mm_store_si128(reinterpret_cast<__m128i*>(words + 4), _mm512_cvtepi32_epi8(q1));
+      int8_t* dst = a.q.data() + m * a.ldq + u4_window_x_pos(b * 32);
+      for (int v = 0; v < 8; ++v) std::memcpy(dst + v * 64, &words[v], 4);
+      a.d[m * nb + b] = d;
+      a.dsum[m * nb + b] = d * static_cast<float>(_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1)));
+    }
 }
 
 void qgemm_group_tokens(const Q8Acts& a, const GroupWeights& gw, float* y, int64_t ldy, int64_t n0, int64_t n1) {
