@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include "kernels/cpu/activation.h"
 #include "kernels/cpu/gemm.h"
 #include "lowbit/core/float_formats.h"
 #include "lowbit/model/llama.h"
@@ -65,36 +66,25 @@ void LlamaRunner::attention(int64_t layer, int64_t row0, int64_t T, int64_t p0, 
         Vt[d * cap + p0 + t] = v_[(row0 + t) * KV * hd + h * hd + d];
       }
   }
-  // Heads in parallel, each with its own scores buffer; the products inside run on one thread.
+  // Work units in parallel, each with its own scores buffer; the products inside run on one thread. A unit
+  // is one head over the T rows, or for a single row (decode) the `group` heads that share a KV head, so
+  // that those keys and values are read once as one small GEMM (the rows of q are then contiguous).
+  const bool grouped = T == 1;
+  const int64_t units = grouped ? KV : H, rows = grouped ? group : T, ldq = grouped ? hd : H * hd;
   const int threads = omp_get_max_threads();
-  scores_.resize(static_cast<size_t>(threads * T * L));
+  scores_.resize(static_cast<size_t>(threads * rows * L));
 #pragma omp parallel for schedule(static)
-  for (int64_t h = 0; h < H; ++h) {
-    const int64_t kvh = h / group;
-    float* scores = scores_.data() + static_cast<int64_t>(omp_get_thread_num()) * T * L;
-    // scores[t, l] = q_t · k_l
-    gemm_serial(GemmArgs{q_.data() + row0 * H * hd + h * hd, H * hd, cache.keys(layer, kvh), WType::F32, hd, scores, L, T, L,
-                  hd});
-    for (int64_t t = 0; t < T; ++t) {
-      float* s = scores + t * L;
-      const int64_t visible = p0 + t + 1;  // causal: positions 0 .. p0+t
-      float mx = -INFINITY;
-      for (int64_t l = 0; l < visible; ++l) {
-        s[l] *= scale;
-        mx = std::max(mx, s[l]);
-      }
-      float sum = 0.0f;
-      for (int64_t l = 0; l < visible; ++l) {
-        s[l] = std::exp(s[l] - mx);
-        sum += s[l];
-      }
-      const float inv = 1.0f / sum;
-      for (int64_t l = 0; l < visible; ++l) s[l] *= inv;
-      for (int64_t l = visible; l < L; ++l) s[l] = 0.0f;
-    }
-    // out[t, d] = Σ_l p[t, l] · v_l[d]
-    gemm_serial(GemmArgs{scores, L, cache.values_t(layer, kvh), WType::F32, cap, att_.data() + row0 * H * hd + h * hd, H * hd,
-                  T, hd, L});
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t kvh = grouped ? u : u / group, h0 = grouped ? u * group : u;
+    float* scores = scores_.data() + static_cast<int64_t>(omp_get_thread_num()) * rows * L;
+    const float* q = q_.data() + row0 * H * hd + h0 * hd;
+    // scores[r, l] = q_r · k_l
+    gemm_serial(GemmArgs{q, ldq, cache.keys(layer, kvh), WType::F32, hd, scores, L, rows, L, hd});
+    for (int64_t r = 0; r < rows; ++r)  // causal: row r sees positions 0 .. p0+t
+      kernels::cpu::softmax_masked(scores + r * L, p0 + (grouped ? 0 : r) + 1, L, scale);
+    // out[r, d] = Σ_l p[r, l] · v_l[d]
+    gemm_serial(GemmArgs{scores, L, cache.values_t(layer, kvh), WType::F32, cap, att_.data() + row0 * H * hd + h0 * hd,
+                         ldq, rows, hd, L});
   }
 }
 
@@ -174,11 +164,8 @@ void LlamaRunner::layer(int64_t l, std::span<const Segment> batch, const std::ve
     float* out[2] = {hb_.data(), hb2_.data()};
     quant::linear_many(w, xb_.data(), T, out);
   }
-#pragma omp parallel for schedule(static) if (T * F > 65536)
-  for (int64_t i = 0; i < T * F; ++i) {
-    const float g = hb_[i];
-    hb_[i] = g / (1.0f + std::exp(-g)) * hb2_[i];  // SiLU(gate) * up
-  }
+#pragma omp parallel for schedule(static) if (T > 8)
+  for (int64_t t = 0; t < T; ++t) kernels::cpu::silu_mul(hb_.data() + t * F, hb2_.data() + t * F, F);
   seen(LinearSite::MlpDown, hb_.data(), F);
   L.w_down->linear(hb_.data(), T, xb_.data());
   for (int64_t i = 0; i < T * D; ++i) x_[i] += xb_[i];
