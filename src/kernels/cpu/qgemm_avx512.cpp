@@ -236,7 +236,8 @@ void tile(const Args& A, int64_t m0, int64_t n0) {
     }
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) {
-      const __m512i xv = _mm512_loadu_si512(a.q.data() + (m0 + i) * K + c * 64);
+      __m512i xv = _mm512_loadu_si512(a.q.data() + (m0 + i) * K + c * 64);
+      __asm__("" : "+v"(xv));  // one load, not NR folded ones (as in u4_tile)
       if constexpr (MD == Mode::U8Tokens) {
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) iacc[u][i][j] = _mm512_dpbusd_epi32(iacc[u][i][j], wv[j], xv);
@@ -419,9 +420,10 @@ const float* u4_prepare_windows(const U4Args& A, int64_t n0, int64_t n1) {
 }
 
 // MR activation rows x NR weight rows: each window's products stay in int32 (MR·NR accumulators), then one
-// convert and multiply-add per pair. `terms` holds the rows' window terms from u4_prepare_windows.
+// convert and multiply-add per pair. `wu` holds the weight rows as load_u4 expands them (a.ldq bytes
+// each), `terms` their window terms from u4_prepare_windows.
 template <int MR, int NR>
-void u4_tile(const U4Args& A, const float* terms, int64_t m0, int64_t n0) {
+void u4_tile(const U4Args& A, const uint8_t* wu, const float* terms, int64_t m0, int64_t n0) {
   const Q8Acts& a = *A.a;
   const int64_t windows = a.ldq / kU4Window;
   __m512 facc[MR][NR];
@@ -435,10 +437,13 @@ void u4_tile(const U4Args& A, const float* terms, int64_t m0, int64_t n0) {
     for (int v = 0; v < 8; ++v) {
       __m512i wv[NR];
 #pragma GCC unroll 4
-      for (int j = 0; j < NR; ++j) wv[j] = load_u4(A.w + (n0 + j) * (a.ldq / 2) + wi * 256 + v * 32);
+      for (int j = 0; j < NR; ++j) wv[j] = _mm512_loadu_si512(wu + j * a.ldq + wi * 512 + v * 64);
 #pragma GCC unroll 4
       for (int i = 0; i < MR; ++i) {
-        const __m512i xv = _mm512_loadu_si512(a.q.data() + (m0 + i) * a.ldq + wi * 512 + v * 64);
+        __m512i xv = _mm512_loadu_si512(a.q.data() + (m0 + i) * a.ldq + wi * 512 + v * 64);
+        // Keep xv in a register: folded into each vpdpbusd it would be loaded NR times, and the loads,
+        // not the products, would set the pace.
+        __asm__("" : "+v"(xv));
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) iacc[i][j] = _mm512_dpbusd_epi32(iacc[i][j], wv[j], xv);
       }
@@ -475,13 +480,23 @@ void qgemm_u4_blocks(const Q8Acts& a, const uint8_t* w, const uint16_t* s, const
     for (int64_t n = n0; n < n1; ++n) y[n] = u4_dot(A, n);
     return;
   }
-  // Batched decode: every weight row against all activation rows (one weight stream); prefill: 4 x 3 tiles
+  // Batched decode and prefill: strips of 3 weight rows, expanded once per strip into a thread-local
+  // buffer as load_u4 would (so the tiles only load), against 4 activation rows at a time: 4 x 3 tiles
   // (12 int32 and 12 float accumulators stay in registers; 4 x 4 spills the int32 ones in the inner loop).
+  constexpr int kStrip = 3;
   const float* terms = u4_prepare_windows(A, n0, n1);
   const int64_t per_row = a.ldq / kU4Window * 32;
-  for_each_tile(M, n0, n1, M < 4 ? 1 : 3, [&]<int MR, int NR>(int64_t m, int64_t n) {
-    u4_tile<MR, NR>(A, terms + (n - n0) * per_row, m, n);
-  });
+  thread_local std::vector<uint8_t> strip;
+  strip.resize(static_cast<size_t>(kStrip * a.ldq));
+  for (int64_t n = n0; n < n1; n += kStrip) {
+    const int64_t rows = std::min<int64_t>(kStrip, n1 - n);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < a.ldq / 64; ++c)
+        _mm512_storeu_si512(strip.data() + r * a.ldq + c * 64, load_u4(w + (n + r) * (a.ldq / 2) + c * 32));
+    for_each_tile(M, n, n + rows, kStrip, [&]<int MR, int NR>(int64_t m, int64_t) {
+      u4_tile<MR, NR>(A, strip.data(), terms + (n - n0) * per_row, m, n);
+    });
+  }
 }
 
 // Blocks of 32 as the scalar quantize_q8_windows: the same division and reciprocal, and the product
