@@ -54,6 +54,7 @@ GpuRow run_scheme(const LlamaConfig& cfg, const LlamaModel* base, const std::str
   // Tuning knobs of the prefill products (measurements, not user options).
   if (const char* e = std::getenv("LOWBIT_DEQUANT_CHUNK_MB")) go.dequant_chunk_bytes = std::atoll(e) << 20;
   if (const char* e = std::getenv("LOWBIT_FP8_FAST_ACCUM")) go.fp8_fast_accum = std::atoi(e) != 0;
+  if (const char* e = std::getenv("LOWBIT_STAGE_WEIGHTS")) go.stage_weights = std::atoi(e) != 0;
   gpu::reset_arena_peak();
   const auto t0 = clock_type::now();
   std::unique_ptr<LlamaGpu> m;

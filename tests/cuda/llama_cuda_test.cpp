@@ -246,6 +246,30 @@ INSTANTIATE_TEST_SUITE_P(Schemes, GpuQuantPrefill,
                            return n;
                          });
 
+// Prefill with each layer's weights dequantized ahead on the staging stream gives exactly the
+// logits of dequantizing before each product (the same kernels and products, only their timing
+// differs): in chunks of 32 rows, so the two banks are refilled many times.
+TEST(LlamaGpuModel, StagedWeightsGiveTheSameLogits) {
+  REQUIRE_MODEL();
+  for (const std::string name : {"int8wo", "int4wo-64", "mixed"}) {
+    SCOPED_TRACE(name);
+    const LlamaModel m = quantized(name);
+    std::vector<int32_t> prompt = oracle().window0;
+    prompt.resize(std::min<size_t>(prompt.size(), 96));
+    std::vector<float> logits[2];
+    for (const bool stage : {false, true}) {
+      GpuOptions go;
+      go.max_seq = 128;
+      go.max_prefill = 32;
+      go.stage_weights = stage;
+      auto gpu = LlamaGpu::upload(m, go);
+      logits[stage] = gpu->prefill(prompt, 1, 0, Logits::All);
+    }
+    ASSERT_EQ(logits[0].size(), logits[1].size());
+    EXPECT_TRUE(logits[0] == logits[1]);
+  }
+}
+
 class GpuPerplexity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GpuPerplexity, WithinPointTwoPercentOfCpu) {

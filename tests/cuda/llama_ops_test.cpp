@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/cuda/llama_ops.h"
+#include "kernels/cuda/scaled_gemm.h"
 #include "kernels/cuda/weight_gemv.h"
 #include "lowbit/core/error.h"
 #include "lowbit/core/float_formats.h"
@@ -321,6 +322,77 @@ TEST(LlamaOps, SwigluInterleaved) {
       ref[m * F + j] = g / (1 + std::exp(-g)) * u;
     }
   EXPECT_LT(nmse(got, ref), 1e-5);
+}
+
+// The norm and SwiGLU writing row codes (RowCodes) give exactly what writing bf16 rows and then
+// quantize_rows_int8 / quantize_rows_float8 give: the same codes, the same scales; SwiGLU and the
+// norm's residual add from int32 products (Int32Rows) exactly what scaling them to bf16 first gives. Widths cover one,
+// two and four runs of 8 per thread, and a row of zeros.
+TEST(LlamaOps, RowCodesMatchQuantizingTheBf16Rows) {
+  REQUIRE_GPU();
+  std::mt19937 rng(21);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (const int D : {72, 4104, 14336, 24576})
+    for (const RowQuant kind : {RowQuant::Int8, RowQuant::Float8}) {
+      SCOPED_TRACE(testing::Message() << "D " << D << (kind == RowQuant::Int8 ? " int8" : " e4m3"));
+      ASSERT_TRUE(row_codes_ok(D));
+      const int M = 5;
+      auto quantize = [&](const uint16_t* rows, Dev<uint8_t>& q, Dev<float>& s) {
+        if (kind == RowQuant::Int8)
+          quantize_rows_int8(rows, M, D, reinterpret_cast<int8_t*>(q.p), s.p, nullptr);
+        else
+          quantize_rows_float8(rows, M, D, q.p, s.p, nullptr);
+      };
+      // RMSNorm with the residual add.
+      std::vector<float> x(size_t(M) * D), w(D);
+      for (auto& v : x) v = d(rng);
+      for (auto& v : w) v = 1.0f + 0.1f * d(rng);
+      const Bf16Data delta = random_bf16_host(size_t(M) * D, rng);
+      Dev<float> dx1(x), dx2(x), dw(w), s1(M), s2(M);
+      Dev<uint16_t> ddelta(delta.bits), rows(size_t(M) * D);
+      Dev<uint8_t> q1(size_t(M) * D), q2(size_t(M) * D);
+      add_rmsnorm(dx1.p, ddelta.p, dw.p, rows.p, M, D, 1e-5f, 1, 0, nullptr);
+      quantize(rows.p, q1, s1);
+      add_rmsnorm(dx2.p, ddelta.p, dw.p, nullptr, M, D, 1e-5f, 1, 0, nullptr, RowCodes{kind, q2.p, s2.p});
+      EXPECT_EQ(q1.get(), q2.get());
+      EXPECT_EQ(s1.get(), s2.get());
+      EXPECT_EQ(dx1.get(), dx2.get());
+      // SwiGLU over interleaved gate/up rows, the last row all zeros.
+      Bf16Data gu = random_bf16_host(size_t(M) * 2 * D, rng, 3.0f);
+      std::fill(gu.bits.end() - 2 * D, gu.bits.end(), uint16_t{0});
+      Dev<uint16_t> dgu(gu.bits), h(size_t(M) * D);
+      swiglu_interleaved(dgu.p, h.p, M, D, nullptr);
+      quantize(h.p, q1, s1);
+      swiglu_interleaved(dgu.p, nullptr, M, D, nullptr, RowCodes{kind, q2.p, s2.p});
+      EXPECT_EQ(q1.get(), q2.get());
+      EXPECT_EQ(s1.get(), s2.get());
+      // From int8dq's int32 products: as scaling them to bf16 (scale_int32_to_bf16), then SwiGLU.
+      std::uniform_int_distribution<int32_t> ai(-(1 << 20), 1 << 20);
+      std::uniform_real_distribution<float> sc(1e-6f, 1e-5f);
+      std::vector<int32_t> acc(size_t(M) * 2 * D);
+      for (auto& v : acc) v = ai(rng);
+      std::vector<float> xs(M), ws(2 * D);
+      for (auto& v : xs) v = sc(rng) * 100.0f;
+      for (auto& v : ws) v = sc(rng);
+      Dev<int32_t> dacc(acc);
+      Dev<float> dxs(xs), dws(ws);
+      Dev<uint16_t> gu16(size_t(M) * 2 * D);
+      scale_int32_to_bf16(dacc.p, dxs.p, dws.p, M, 2 * D, gu16.p, 2 * D, nullptr);
+      swiglu_interleaved(gu16.p, nullptr, M, D, nullptr, RowCodes{kind, q1.p, s1.p});
+      swiglu_interleaved_int32(Int32Rows{dacc.p, dxs.p, dws.p}, M, D, nullptr, RowCodes{kind, q2.p, s2.p});
+      EXPECT_EQ(q1.get(), q2.get());
+      EXPECT_EQ(s1.get(), s2.get());
+      // The norm's delta from int32 products [M, D]: as adding their bf16 scaling.
+      Dev<uint16_t> delta16(size_t(M) * D);
+      scale_int32_to_bf16(dacc.p, dxs.p, dws.p, M, D, delta16.p, D, nullptr);
+      Dev<float> dx3(x), dx4(x);
+      add_rmsnorm(dx3.p, delta16.p, dw.p, nullptr, M, D, 1e-5f, 1, 0, nullptr, RowCodes{kind, q1.p, s1.p});
+      add_rmsnorm(dx4.p, nullptr, dw.p, nullptr, M, D, 1e-5f, 1, 0, nullptr, RowCodes{kind, q2.p, s2.p},
+                  Int32Rows{dacc.p, dxs.p, dws.p});
+      EXPECT_EQ(dx3.get(), dx4.get());
+      EXPECT_EQ(q1.get(), q2.get());
+      EXPECT_EQ(s1.get(), s2.get());
+    }
 }
 
 TEST(LlamaOps, ArgmaxAdvanceTakesTheFirstMaximum) {

@@ -30,6 +30,10 @@ struct GpuOptions {
   // float8dq prefill: cuBLASLt's fast FP8 accumulation (torchao's inference setting; on
   // sotu-llama-23m also the closer to the CPU reference) instead of the periodically promoted one.
   bool fp8_fast_accum = true;
+  // Prefill of weight-only quantized layers: each layer's weights are dequantized on a second,
+  // low-priority stream while the layer before runs (two banks of one layer's bf16 weights), instead
+  // of just before each product.
+  bool stage_weights = true;
 };
 
 class LlamaGpu {

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "kernels/cuda/gemv_kernel.cuh"
+#include "kernels/cuda/ops_common.cuh"
 
 namespace lowbit::cuda {
 namespace detail {
@@ -20,17 +21,6 @@ void check_gemv_args(const char* what, const void* x, const void* w, const void*
 
 namespace {
 
-__device__ __forceinline__ float block_max(float v) {
-  __shared__ float part[32];
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
-  __syncthreads();
-  v = part[0];
-  for (int i = 1; i < (int)(blockDim.x >> 5); ++i) v = fmaxf(v, part[i]);
-  return v;
-}
-
 // One CTA per row: amax, scale, then the quantized bytes, 8 values per 16-byte load.
 template <bool kFloat8>
 __global__ void quantize_rows_kernel(const __nv_bfloat16* x, int K, uint8_t* xq, float* xscale) {
@@ -44,26 +34,16 @@ __global__ void quantize_rows_kernel(const __nv_bfloat16* x, int K, uint8_t* xq,
 #pragma unroll
     for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(__bfloat162float(h[e])));
   }
-  amax = block_max(amax);
-  const float scale = kFloat8 ? amax / 448.0f : fmaxf(amax / 127.0f, 1e-5f);
+  amax = ops::block_max(amax);
+  const float scale = ops::row_quant_scale<kFloat8>(amax);
   const float recip = 1.0f / scale;
   for (int i = threadIdx.x; i < nv; i += blockDim.x) {
     const uint4 v = row[i];
     const __nv_bfloat16* h = reinterpret_cast<const __nv_bfloat16*>(&v);
-    uint8_t q[8];
+    float f[8];
 #pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const float f = __bfloat162float(h[e]);
-      if constexpr (kFloat8) {
-        const float s = f == 0.0f ? 0.0f : fminf(fmaxf(f / scale, -448.0f), 448.0f);
-        q[e] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(s, __NV_SATFINITE, __NV_E4M3));
-      } else {
-        q[e] = static_cast<uint8_t>(
-            static_cast<int8_t>(fminf(fmaxf(rintf(f * recip), -127.0f), 127.0f)));
-      }
-    }
-    *reinterpret_cast<uint2*>(xq + (size_t)m * K + 8 * (size_t)i) =
-        *reinterpret_cast<const uint2*>(q);
+    for (int e = 0; e < 8; ++e) f[e] = __bfloat162float(h[e]);
+    ops::store_codes8<kFloat8>(f, scale, recip, xq + (size_t)m * K + 8 * (size_t)i);
   }
   if (threadIdx.x == 0) xscale[m] = scale;
 }

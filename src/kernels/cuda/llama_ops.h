@@ -31,11 +31,37 @@ bool programmatic_launch();
 void embed_rows(const void* table, int64_t vocab, const int32_t* tokens, int M, int D, float* x,
                 cudaStream_t stream);
 
+// Rows quantized for a dynamic-activation product by the kernel that produces them (RMSNorm,
+// SwiGLU), with quantize_rows_int8 / quantize_rows_float8's math (weight_gemv.h) applied to the bf16
+// values the kernel would otherwise write: codes [M, D] (int8 or e4m3 bytes, row stride D) and one
+// float scale per row. It saves the product a pass over its input. Rows of D % 8 == 0 and
+// D ≤ 32768 (rows_codes_ok).
+enum class RowQuant { None, Int8, Float8 };
+struct RowCodes {
+  RowQuant kind = RowQuant::None;
+  void* codes = nullptr;
+  float* scales = nullptr;
+};
+bool row_codes_ok(int64_t D);
+
+// int8dq's int32 products standing for the bf16 values bf16(acc[m, n] · xscale[m] · wscale[n])
+// (scale_int32_to_bf16's arithmetic): the kernels that read a product's output can take them
+// instead, saving the bf16 round trip through memory. Rows of the product's N values.
+struct Int32Rows {
+  const int32_t* acc = nullptr;
+  const float* xscale = nullptr;
+  const float* wscale = nullptr;
+  explicit operator bool() const { return acc != nullptr; }
+};
+
 // For r < M with i = r * row_step + row_off: x[i] += delta[i] (bf16; skipped when delta is null),
 // then out[r] = bf16(w · (x[i] · rsqrt(mean(x[i]²) + eps))) — the CPU runner's order of operations.
 // Fusing the add saves a pass over the residual; row_step/row_off pick e.g. each sequence's last row.
+// With q.kind set, row r is written as q's codes and scale instead (out is not touched). With delta32
+// set, delta (null) is those products (rows of D, D % 8 == 0).
 void add_rmsnorm(float* x, const void* delta, const float* w, void* out, int M, int D, float eps,
-                 int row_step, int row_off, cudaStream_t stream);
+                 int row_step, int row_off, cudaStream_t stream, const RowCodes& q = {},
+                 const Int32Rows& delta32 = {});
 
 // RoPE uses a table of (cos, sin) per position and frequency, rope[pos][i][2] for i < HD/2: the
 // float32 angle pos · inv_freq[i] (Hugging Face's float32 inverse frequencies, llama3 scaling
@@ -51,6 +77,7 @@ struct RopeKvArgs {
   const float* rope;       // [cap][HD / 2][2]
   int M, H, KV, HD, cap;
   int rows_per_seq;        // row r belongs to sequence r / rows_per_seq
+  Int32Rows qkv32 = {};    // when set, the q/k/v values are these products (qkv is not read)
 };
 // Prefill: q and k rotated at each row's position; rotated keys and the values are written into the
 // cache at (sequence, position).
@@ -102,7 +129,11 @@ void gpu_sleep(int64_t microseconds, cudaStream_t stream);
 void swiglu(const void* gu, void* h, int M, int F, cudaStream_t stream);
 // The same from a fused gate/up output whose columns alternate in blocks of 8 (the row order of
 // GemvOptions::swiglu): g = gu[m, 16b + i], u = gu[m, 16b + 8 + i] → h[m, 8b + i]; F % 8 == 0.
-void swiglu_interleaved(const void* gu, void* h, int M, int F, cudaStream_t stream);
+// With q.kind set, h is not written: each row goes to q's codes and scale instead.
+void swiglu_interleaved(const void* gu, void* h, int M, int F, cudaStream_t stream,
+                        const RowCodes& q = {});
+// The same as codes from int8dq's int32 gate/up products [M, 2F] (interleaved columns).
+void swiglu_interleaved_int32(const Int32Rows& gu, int M, int F, cudaStream_t stream, const RowCodes& q);
 
 // Greedy step, one block per sequence b < B: the index of the largest logit (the lowest index among
 // ties, as std::max_element) of row b (logits + b · row_stride, bf16 or float32) becomes token[b];

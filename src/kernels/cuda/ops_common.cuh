@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -40,8 +41,10 @@ void launch(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 block, s
     cfg.numAttrs = 1;
   }
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
-  if (e != cudaSuccess)
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();  // a failed launch is not sticky: later checks must not see it again
     fail("CUDA launch of {} failed: {} ({})", name, cudaGetErrorString(e), cudaGetErrorName(e));
+  }
 }
 
 // Waits until the previous kernel on the stream has completed and its writes are visible (a no-op
@@ -108,6 +111,55 @@ __device__ __forceinline__ float block_max(float v) {
 __device__ __forceinline__ float bf(const __nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float bf_bits(uint16_t bits) {
   return __uint_as_float(static_cast<uint32_t>(bits) << 16);
+}
+
+__device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+
+// Per-row dynamic quantization (quantize_rows_int8 / quantize_rows_float8 of weight_gemv.h, and the
+// kernels that write RowCodes): the scale of a row from the largest |value| of its bf16 values, and
+// one value's code. e4m3: scale = amax / 448, code = e4m3(clamp(v / scale, ±448)) (0 stays 0, also
+// when the row is all zeros); int8: scale = max(amax / 127, 1e-5), code = clamp(rint(v / scale), ±127).
+template <bool kFloat8>
+__device__ __forceinline__ float row_quant_scale(float amax) {
+  return kFloat8 ? amax / 448.0f : fmaxf(amax / 127.0f, 1e-5f);
+}
+template <bool kFloat8>
+__device__ __forceinline__ uint8_t row_quant_code(float v, float scale, float recip) {
+  if constexpr (kFloat8) {
+    const float s = v == 0.0f ? 0.0f : fminf(fmaxf(v / scale, -448.0f), 448.0f);
+    return static_cast<uint8_t>(__nv_cvt_float_to_fp8(s, __NV_SATFINITE, __NV_E4M3));
+  } else {
+    return static_cast<uint8_t>(static_cast<int8_t>(fminf(fmaxf(rintf(v * recip), -127.0f), 127.0f)));
+  }
+}
+
+// Eight values of Int32Rows (llama_ops.h) at row m, columns n .. n + 7 (16-byte aligned), as bf16
+// values in float.
+__device__ __forceinline__ void int32_rows8(const Int32Rows& p, int64_t m, int64_t ld, int64_t n, float (&v)[8]) {
+  const ::int4* a = reinterpret_cast<const ::int4*>(p.acc + m * ld + n);
+  const float4* w = reinterpret_cast<const float4*>(p.wscale + n);
+  const float sx = p.xscale[m];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const ::int4 q = a[h];
+    const float4 s = w[h];
+    v[4 * h] = round_bf16(static_cast<float>(q.x) * sx * s.x);
+    v[4 * h + 1] = round_bf16(static_cast<float>(q.y) * sx * s.y);
+    v[4 * h + 2] = round_bf16(static_cast<float>(q.z) * sx * s.z);
+    v[4 * h + 3] = round_bf16(static_cast<float>(q.w) * sx * s.w);
+  }
+}
+__device__ __forceinline__ float int32_rows1(const Int32Rows& p, int64_t m, int64_t ld, int64_t n) {
+  return round_bf16(static_cast<float>(p.acc[m * ld + n]) * p.xscale[m] * p.wscale[n]);
+}
+
+// Eight values of a row → their codes, one 8-byte store.
+template <bool kFloat8>
+__device__ __forceinline__ void store_codes8(const float (&v)[8], float scale, float recip, uint8_t* dst) {
+  uint8_t q[8];
+#pragma unroll
+  for (int e = 0; e < 8; ++e) q[e] = row_quant_code<kFloat8>(v[e], scale, recip);
+  *reinterpret_cast<uint2*>(dst) = *reinterpret_cast<const uint2*>(q);
 }
 
 }  // namespace lowbit::cuda::ops

@@ -26,8 +26,14 @@ __global__ void rope_kv_kernel(const RopeKvArgs a) {
   const int rot = (a.H + a.KV) * half;
   for (int e = threadIdx.x; e < rot; e += blockDim.x) {
     const int h = e / half, i = e % half;
-    const __nv_bfloat16* p = src + h * a.HD;
-    const float x0 = ops::bf(p[i]), x1 = ops::bf(p[i + half]);
+    float x0, x1;
+    if (a.qkv32.acc) {
+      x0 = ops::int32_rows1(a.qkv32, r, row, h * a.HD + i);
+      x1 = ops::int32_rows1(a.qkv32, r, row, h * a.HD + i + half);
+    } else {
+      const __nv_bfloat16* p = src + h * a.HD;
+      x0 = ops::bf(p[i]), x1 = ops::bf(p[i + half]);
+    }
     const float2 c = cs[i];
     const __nv_bfloat16 y0 = __float2bfloat16_rn(x0 * c.x - x1 * c.y);
     const __nv_bfloat16 y1 = __float2bfloat16_rn(x1 * c.x + x0 * c.y);
@@ -37,14 +43,16 @@ __global__ void rope_kv_kernel(const RopeKvArgs a) {
   }
   // Values: copied as they are.
   const __nv_bfloat16* v = src + (a.H + a.KV) * a.HD;
+  const int v0 = (a.H + a.KV) * a.HD;
   for (int e = threadIdx.x; e < a.KV * a.HD; e += blockDim.x)
-    cache_row(a.v_cache, e / a.HD)[e % a.HD] = v[e];
+    cache_row(a.v_cache, e / a.HD)[e % a.HD] =
+        a.qkv32.acc ? __float2bfloat16_rn(ops::int32_rows1(a.qkv32, r, row, v0 + e)) : v[e];
 }
 
 }  // namespace
 
 void rope_kv_append(const RopeKvArgs& a, cudaStream_t stream) {
-  LB_CHECK(a.qkv && a.q_out && a.k_cache && a.v_cache && a.pos && a.rope,
+  LB_CHECK((a.qkv || (a.qkv32.acc && a.qkv32.xscale && a.qkv32.wscale)) && a.q_out && a.k_cache && a.v_cache && a.pos && a.rope,
            "rope_kv_append: null pointer");
   LB_CHECK(a.M > 0 && a.H > 0 && a.KV > 0 && a.HD > 0 && a.HD % 2 == 0 && a.cap > 0 &&
                a.rows_per_seq > 0,

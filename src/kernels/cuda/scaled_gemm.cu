@@ -153,6 +153,12 @@ bool ScaledGemm::fp8(const uint8_t* xq, const float* xs, const uint8_t* wq, cons
   return true;
 }
 
+bool ScaledGemm::has_fp8(const float* xs, const float* ws, int M, int n, int K, int64_t ldy) {
+  return s_->plan(kFp8Fused, M, n, K, ldy, ws, xs).ok || s_->plan(kFp8Plain, M, n, K, ldy, nullptr, nullptr).ok;
+}
+
+bool ScaledGemm::has_int8(int M, int n, int K) { return s_->plan(kInt8, M, n, K, n, nullptr, nullptr).ok; }
+
 bool ScaledGemm::int8(const int8_t* xq, const int8_t* wq, int32_t* acc, int M, int n, int K, cudaStream_t stream) {
   LB_CHECK(xq && wq && acc && M > 0 && n > 0 && K % 16 == 0, "ScaledGemm::int8: bad arguments (M {}, n {}, K {})",
            M, n, K);

@@ -34,6 +34,9 @@ class ScaledGemm {
            int K, int64_t ldy, cudaStream_t stream);
   // acc [M, n] int32 (row stride n) = xq · wqᵀ. False when cuBLASLt has no int8 algorithm.
   bool int8(const int8_t* xq, const int8_t* wq, int32_t* acc, int M, int n, int K, cudaStream_t stream);
+  // Whether fp8() / int8() would find an algorithm for this shape (the plans are cached).
+  bool has_fp8(const float* xs, const float* ws, int M, int n, int K, int64_t ldy);
+  bool has_int8(int M, int n, int K);
   // Which FP8 epilogue the last fp8() call used: true = scales fused into cuBLASLt.
   bool fp8_fused() const { return fp8_fused_; }
 

@@ -223,9 +223,20 @@ void randomize(GpuLinear& d, uint64_t seed, float std, cudaStream_t stream) {
 }
 
 LinearExec::LinearExec(DeviceArena& arena, cudaStream_t stream, int max_rows, int64_t max_k, int64_t max_n,
-                       size_t wscratch_bytes, bool pdl, int64_t dequant_chunk_bytes, bool fp8_fast_accum)
+                       size_t wscratch_bytes, bool pdl, int64_t dequant_chunk_bytes, bool fp8_fast_accum,
+                       size_t stage_bytes)
     : stream_(stream), pdl_(pdl), max_rows_(max_rows), max_k_(max_k), wscratch_bytes_(wscratch_bytes),
-      dequant_chunk_bytes_(dequant_chunk_bytes) {
+      dequant_chunk_bytes_(dequant_chunk_bytes), stage_bytes_(stage_bytes) {
+  if (stage_bytes_) {
+    int least = 0, greatest = 0;
+    LB_CUDA(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    LB_CUDA(cudaStreamCreateWithPriority(&side_, cudaStreamNonBlocking, least));
+    LB_CUDA(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming));
+    for (Bank& b : banks_) {
+      b.base = static_cast<char*>(arena.alloc(stage_bytes_));
+      LB_CUDA(cudaEventCreateWithFlags(&b.ready, cudaEventDisableTiming));
+    }
+  }
   LB_CUBLAS(cublasCreate(&handle_));
   constexpr size_t kWorkspace = size_t(32) << 20;
   void* workspace = arena.alloc(kWorkspace);  // cuBLAS and cuBLASLt take turns on the one stream
@@ -243,6 +254,60 @@ LinearExec::LinearExec(DeviceArena& arena, cudaStream_t stream, int max_rows, in
 
 LinearExec::~LinearExec() {
   if (handle_) cublasDestroy(handle_);
+  if (side_) cudaStreamSynchronize(side_);
+  for (Bank& b : banks_)
+    if (b.ready) cudaEventDestroy(b.ready);
+  if (queued_) cudaEventDestroy(queued_);
+  if (side_) cudaStreamDestroy(side_);
+}
+
+bool LinearExec::stageable(const GpuLinear& L) {
+  return L.f.fmt == WFormat::Int8wo || L.f.fmt == WFormat::Float8wo || L.f.fmt == WFormat::Int4wo;
+}
+
+void LinearExec::stage(const std::vector<const GpuLinear*>& ws) {
+  if (!stage_bytes_) return;
+  Bank& b = banks_[next_bank_];
+  next_bank_ ^= 1;
+  b.entries.clear();
+  LB_CUDA(cudaEventRecord(queued_, stream_));
+  LB_CUDA(cudaStreamWaitEvent(side_, queued_, 0));
+  size_t used = 0;
+  for (const GpuLinear* L : ws) {
+    const size_t bytes = static_cast<size_t>(2 * L->N * L->K + 255) / 256 * 256;
+    if (!stageable(*L) || used + bytes > stage_bytes_) continue;
+    void* out = b.base + used;
+    used += bytes;
+    dequant(*L, 0, L->N, out, side_);
+    b.entries.emplace_back(L->w, out);
+  }
+  LB_CUDA(cudaEventRecord(b.ready, side_));
+}
+
+const void* LinearExec::staged(const GpuLinear& L) {
+  for (Bank& b : banks_)
+    for (const auto& [key, rows] : b.entries)
+      if (key == L.w) {
+        LB_CUDA(cudaStreamWaitEvent(stream_, b.ready, 0));
+        return rows;
+      }
+  return nullptr;
+}
+
+void LinearExec::dequant(const GpuLinear& L, int64_t n0, int64_t n1, void* out, cudaStream_t s) const {
+  const int K = static_cast<int>(L.K);
+  const auto* scale = static_cast<const float*>(L.aux);
+  switch (L.f.fmt) {
+    case WFormat::Int8wo:
+    case WFormat::Int8dq: cuda::dequant_rows_int8(static_cast<const int8_t*>(L.w), scale, n0, n1, K, out, s); break;
+    case WFormat::Float8wo:
+    case WFormat::Float8dq:
+    case WFormat::Float8dqTensor:
+      cuda::dequant_rows_float8(static_cast<const uint8_t*>(L.w), scale, n0, n1, K, out, s);
+      break;
+    case WFormat::Int4wo: cuda::dequant_rows_int4(L.w, L.aux, n0, n1, K, L.f.group, out, s); break;
+    case WFormat::Bf16: fail("linear: a bf16 weight has nothing to dequantize");
+  }
 }
 
 // Column-major in cuBLAS's terms: Yᵀ (n × M, leading dimension ldy) = op_T(W: K × n) · Xᵀ (K × M).
@@ -254,19 +319,63 @@ void LinearExec::gemm(const void* x, const void* w, int M, int64_t n, int64_t K,
                          CUBLAS_GEMM_DEFAULT));
 }
 
-bool LinearExec::run_swiglu(const GpuLinear& L, const void* x, int M, void* h) {
+bool LinearExec::run_swiglu(const GpuLinear& L, const void* x, int M, void* h, const cuda::RowCodes& xq) {
   if (M < 1 || M > cuda::kGemvMaxM || M > max_rows_ || L.K % 64 != 0 || L.N % 16 != 0 || L.K > max_k_) return false;
-  gemv(L, x, M, h, true);
+  gemv(L, x, M, h, true, true, xq);
   return true;
 }
 
-void LinearExec::gemv(const GpuLinear& L, const void* x, int M, void* out, bool swiglu, bool pdl) {
+int64_t LinearExec::int8_chunk(int M, int64_t N) const {
+  return std::min<int64_t>(N, static_cast<int64_t>(wscratch_bytes_ / (4 * static_cast<size_t>(M))) / 16 * 16);
+}
+
+cuda::RowCodes LinearExec::input_codes(const std::vector<GpuLinear>& parts, int M, int64_t ldy) {
+  if (parts.empty() || M < 1 || M > max_rows_) return {};
+  const WFormat f = parts[0].f.fmt;
+  const int64_t K = parts[0].K;
+  if ((f != WFormat::Int8dq && f != WFormat::Float8dq) || !cuda::row_codes_ok(K) || K > max_k_) return {};
+  for (const GpuLinear& L : parts) {
+    if (L.f.fmt != f || L.K != K) return {};
+    if (M <= cuda::kGemvMaxM && K % 64 == 0) continue;  // the GEMV takes codes
+    const int N = static_cast<int>(L.N);
+    if (f == WFormat::Float8dq && !(fp8_ok_ && scaled_->has_fp8(xs_, static_cast<const float*>(L.aux), M, N,
+                                                                  static_cast<int>(K), ldy)))
+      return {};
+    if (f == WFormat::Int8dq) {
+      const int64_t chunk = int8_chunk(M, N);
+      if (!int8_ok_ || !wscratch_ || chunk < 16) return {};
+      if (!scaled_->has_int8(M, static_cast<int>(chunk), static_cast<int>(K))) return {};
+      if (N % chunk && !scaled_->has_int8(M, static_cast<int>(N % chunk), static_cast<int>(K))) return {};
+    }
+  }
+  return {f == WFormat::Int8dq ? cuda::RowQuant::Int8 : cuda::RowQuant::Float8, xscratch_, xs_};
+}
+
+std::optional<cuda::Int32Rows> LinearExec::run_int32(const GpuLinear& L, const void* x, int M,
+                                                     const cuda::RowCodes& xq) {
+  const int N = static_cast<int>(L.N), K = static_cast<int>(L.K);
+  const bool coded = xq.kind == cuda::RowQuant::Int8;
+  if (L.f.fmt != WFormat::Int8dq || (!coded && xq.kind != cuda::RowQuant::None) || M <= cuda::kGemvMaxM ||
+      M > max_rows_ || L.K > max_k_ || !int8_ok_ || !wscratch_ || int8_chunk(M, N) != N ||
+      !scaled_->has_int8(M, N, K) || (!coded && !x))
+    return std::nullopt;
+  auto* codes = static_cast<int8_t*>(coded ? xq.codes : xscratch_);
+  float* xs = coded ? xq.scales : xs_;
+  if (!coded) cuda::quantize_rows_int8(x, M, K, codes, xs, stream_);
+  auto* acc = static_cast<int32_t*>(wscratch_);
+  LB_CHECK(scaled_->int8(codes, static_cast<const int8_t*>(L.w), acc, M, N, K, stream_), "linear: int8 GEMM");
+  return cuda::Int32Rows{acc, xs, static_cast<const float*>(L.aux)};
+}
+
+void LinearExec::gemv(const GpuLinear& L, const void* x, int M, void* out, bool swiglu, bool pdl,
+                      const cuda::RowCodes& xq) {
   const int N = static_cast<int>(L.N), K = static_cast<int>(L.K);
   cuda::GemvOptions o;
   o.stream = stream_;
   o.pdl = pdl_ && pdl;
   o.swiglu = swiglu;
   const auto* scale = static_cast<const float*>(L.aux);
+  const bool coded = xq.kind != cuda::RowQuant::None;
   switch (L.f.fmt) {
     case WFormat::Bf16: cuda::gemv_bf16(x, L.w, out, M, N, K, o); break;
     case WFormat::Int8wo: cuda::gemv_int8wo(x, static_cast<const int8_t*>(L.w), scale, out, M, N, K, o); break;
@@ -275,30 +384,42 @@ void LinearExec::gemv(const GpuLinear& L, const void* x, int M, void* out, bool 
       break;
     case WFormat::Int4wo: cuda::gemv_int4wo(x, L.w, L.aux, out, M, N, K, L.f.group, o); break;
     case WFormat::Int8dq:
-      cuda::gemv_int8dq(x, static_cast<const int8_t*>(L.w), scale, out, M, N, K, dq_ws_, o);
+      if (coded)
+        cuda::gemv_int8dq(static_cast<const int8_t*>(xq.codes), xq.scales, static_cast<const int8_t*>(L.w), scale, out,
+                          M, N, K, o);
+      else
+        cuda::gemv_int8dq(x, static_cast<const int8_t*>(L.w), scale, out, M, N, K, dq_ws_, o);
       break;
     case WFormat::Float8dq:
-      cuda::gemv_float8dq(x, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, dq_ws_, o);
+      if (coded)
+        cuda::gemv_float8dq(static_cast<const uint8_t*>(xq.codes), xq.scales, static_cast<const uint8_t*>(L.w), scale,
+                            out, M, N, K, o);
+      else
+        cuda::gemv_float8dq(x, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, dq_ws_, o);
       break;
     case WFormat::Float8dqTensor: {
       // The codes and per-row scales where gemv_float8dq's two-step form keeps them.
-      auto* xq = static_cast<uint8_t*>(dq_ws_);
+      auto* q8 = static_cast<uint8_t*>(dq_ws_);
       auto* xs = reinterpret_cast<float*>(static_cast<char*>(dq_ws_) + (static_cast<size_t>(M) * K + 255) / 256 * 256);
-      cuda::quantize_tensor_float8(x, M, K, amax_, xq, xs, stream_);
-      cuda::gemv_float8dq(xq, xs, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, o);
+      cuda::quantize_tensor_float8(x, M, K, amax_, q8, xs, stream_);
+      cuda::gemv_float8dq(q8, xs, static_cast<const uint8_t*>(L.w), scale, out, M, N, K, o);
       break;
     }
   }
 }
 
-void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t ldy, bool y_f32, bool pdl) {
+void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t ldy, bool y_f32, bool pdl,
+                     const cuda::RowCodes& xq) {
   LB_CHECK(M >= 1 && M <= max_rows_ && L.K <= max_k_ && ldy >= L.N, "linear: M {} (max {}), K {}, ldy {} < N {}", M,
            max_rows_, L.K, ldy, L.N);
   const int N = static_cast<int>(L.N), K = static_cast<int>(L.K);
+  const bool coded = xq.kind != cuda::RowQuant::None;
+  LB_CHECK(!coded || (xq.kind == cuda::RowQuant::Int8 ? L.f.fmt == WFormat::Int8dq : L.f.fmt == WFormat::Float8dq),
+           "linear: row codes for a {} weight", format_name(L.f));
   if (M <= cuda::kGemvMaxM && K % 64 == 0 && !y_f32) {
     // Decode: the GEMV kernels write rows of exactly N outputs.
     void* out = ldy == N || M == 1 ? y : yscratch_;
-    gemv(L, x, M, out, false, pdl);
+    gemv(L, x, M, out, false, pdl, xq);
     if (out != y)
       LB_CUDA(cudaMemcpy2DAsync(y, static_cast<size_t>(ldy) * 2, out, static_cast<size_t>(N) * 2,
                                 static_cast<size_t>(N) * 2, M, cudaMemcpyDeviceToDevice, stream_));
@@ -309,28 +430,33 @@ void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t 
     // FP8 tensor cores on e4m3 activations quantized per row as the decode path quantizes them.
     // (float8dq-tensor keeps the dequantized path below: its per-tensor codes are coarse enough
     // that the FP8 product's different rounding moved perplexity 0.2% off the CPU reference.)
-    auto* xq = static_cast<uint8_t*>(xscratch_);
-    cuda::quantize_rows_float8(x, M, K, xq, xs_, stream_);
-    if (scaled_->fp8(xq, xs_, static_cast<const uint8_t*>(L.w), wscale, y, M, N, K, ldy, stream_)) return;
+    auto* codes = static_cast<uint8_t*>(coded ? xq.codes : xscratch_);
+    const float* xs = coded ? xq.scales : xs_;
+    if (!coded) cuda::quantize_rows_float8(x, M, K, codes, xs_, stream_);
+    if (scaled_->fp8(codes, xs, static_cast<const uint8_t*>(L.w), wscale, y, M, N, K, ldy, stream_)) return;
+    LB_CHECK(!coded, "linear: no FP8 algorithm for rows input_codes quantized");
     fp8_ok_ = false;  // no FP8 algorithm here: the dequantized path below from now on
   }
   if (!y_f32 && int8_ok_ && L.f.fmt == WFormat::Int8dq && wscratch_) {
     // int8 tensor cores, int32 products in the scratch (row chunks), scaled to bf16.
-    auto* xq = static_cast<int8_t*>(xscratch_);
-    cuda::quantize_rows_int8(x, M, K, xq, xs_, stream_);
+    auto* codes = static_cast<int8_t*>(coded ? xq.codes : xscratch_);
+    const float* xs = coded ? xq.scales : xs_;
+    if (!coded) cuda::quantize_rows_int8(x, M, K, codes, xs_, stream_);
     auto* acc = static_cast<int32_t*>(wscratch_);
-    const int64_t chunk = std::min<int64_t>(N, static_cast<int64_t>(wscratch_bytes_ / (4 * static_cast<size_t>(M))) / 16 * 16);
+    const int64_t chunk = int8_chunk(M, N);
     if (chunk >= 16) {
       bool ok = true;
       for (int64_t n0 = 0; n0 < N && ok; n0 += chunk) {
         const int n = static_cast<int>(std::min<int64_t>(N, n0 + chunk) - n0);
-        ok = scaled_->int8(xq, static_cast<const int8_t*>(L.w) + n0 * K, acc, M, n, K, stream_);
-        if (ok) cuda::scale_int32_to_bf16(acc, xs_, wscale + n0, M, n, static_cast<char*>(y) + n0 * 2, ldy, stream_);
+        ok = scaled_->int8(codes, static_cast<const int8_t*>(L.w) + n0 * K, acc, M, n, K, stream_);
+        if (ok) cuda::scale_int32_to_bf16(acc, xs, wscale + n0, M, n, static_cast<char*>(y) + n0 * 2, ldy, stream_);
       }
       if (ok) return;
+      LB_CHECK(!coded, "linear: no int8 algorithm for rows input_codes quantized");
       int8_ok_ = false;  // no int8 algorithm here: the dequantized path below (it rewrites all of y)
     }
   }
+  LB_CHECK(!coded, "linear: row codes for a product without a quantized kernel");
   // Prefill otherwise: the dynamic schemes' activation math, then bf16 GEMMs over dequantized weight rows.
   const void* xin = x;
   if (L.f.fmt == WFormat::Int8dq || L.f.fmt == WFormat::Float8dq || L.f.fmt == WFormat::Float8dqTensor) {
@@ -344,6 +470,7 @@ void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t 
   }
   const size_t out_size = y_f32 ? 4 : 2;
   if (L.f.fmt == WFormat::Bf16) return gemm(xin, L.w, M, N, K, y, ldy, y_f32);
+  if (const void* rows = staged(L)) return gemm(xin, rows, M, N, K, y, ldy, y_f32);
   LB_CHECK(wscratch_, "linear: no dequantization scratch for a {} weight", format_name(L.f));
   int64_t chunk = std::min<int64_t>(N, static_cast<int64_t>(wscratch_bytes_ / (2 * static_cast<size_t>(K))) / 16 * 16);
   if (dequant_chunk_bytes_ > 0) chunk = std::min(chunk, std::max<int64_t>(16, dequant_chunk_bytes_ / (2 * K) / 16 * 16));
@@ -351,20 +478,7 @@ void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t 
            wscratch_bytes_, K);
   for (int64_t n0 = 0; n0 < N; n0 += chunk) {
     const int64_t n1 = std::min<int64_t>(N, n0 + chunk);
-    const auto* scale = static_cast<const float*>(L.aux);
-    switch (L.f.fmt) {
-      case WFormat::Int8wo:
-      case WFormat::Int8dq:
-        cuda::dequant_rows_int8(static_cast<const int8_t*>(L.w), scale, n0, n1, K, wscratch_, stream_);
-        break;
-      case WFormat::Float8wo:
-      case WFormat::Float8dq:
-      case WFormat::Float8dqTensor:
-        cuda::dequant_rows_float8(static_cast<const uint8_t*>(L.w), scale, n0, n1, K, wscratch_, stream_);
-        break;
-      case WFormat::Int4wo: cuda::dequant_rows_int4(L.w, L.aux, n0, n1, K, L.f.group, wscratch_, stream_); break;
-      case WFormat::Bf16: break;
-    }
+    dequant(L, n0, n1, wscratch_, stream_);
     gemm(xin, wscratch_, M, n1 - n0, K, static_cast<char*>(y) + n0 * out_size, ldy, y_f32);
   }
 }

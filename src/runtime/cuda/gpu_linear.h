@@ -6,8 +6,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "kernels/cuda/llama_ops.h"
 #include "lowbit/quant/linear.h"
 #include "runtime/cuda/device.h"
 
@@ -67,22 +71,49 @@ class LinearExec {
  public:
   // max_rows: most rows of x; max_k / max_n: largest in/out features; wscratch_bytes: bf16 weight
   // rows dequantized per cuBLAS call (0 when every weight is bf16).
+  // stage_bytes: capacity of each of the two staging banks (0: no staging).
   LinearExec(DeviceArena& arena, cudaStream_t stream, int max_rows, int64_t max_k, int64_t max_n,
-             size_t wscratch_bytes, bool pdl, int64_t dequant_chunk_bytes = 0, bool fp8_fast_accum = true);
+             size_t wscratch_bytes, bool pdl, int64_t dequant_chunk_bytes = 0, bool fp8_fast_accum = true,
+             size_t stage_bytes = 0);
   ~LinearExec();
   LinearExec(const LinearExec&) = delete;
   LinearExec& operator=(const LinearExec&) = delete;
 
   // y[m, 0:N] = x[m] · Wᵀ for m < M; x bf16 [M, K]; y bf16 or float32 with row stride ldy.
   // pdl = false: the GEMV waits for the previous kernel in full (no programmatic launch).
+  // xq: x already quantized as input_codes asked (x is then not read).
   void run(const GpuLinear& L, const void* x, int M, void* y, int64_t ldy, bool y_f32 = false,
-           bool pdl = true);
+           bool pdl = true, const cuda::RowCodes& xq = {});
   // h[m, 0:N/2] = silu(gate) · up from a gate/up weight in upload_gate_up's row order, in one GEMV
   // launch; false (nothing run) where the GEMV kernels do not apply (M > 16, K not a multiple of 64).
-  bool run_swiglu(const GpuLinear& L, const void* x, int M, void* h);
+  bool run_swiglu(const GpuLinear& L, const void* x, int M, void* h, const cuda::RowCodes& xq = {});
+  // The input of M rows the products `parts` (writing y of row stride ldy) take already quantized:
+  // the dynamic-activation formats per row (int8dq, float8dq-row) where every part has the same one
+  // and its quantized kernels run (GEMV, or cuBLASLt has an algorithm), so the kernel producing the
+  // rows writes codes (cuda::RowCodes) and the products skip their quantization pass. Kind None:
+  // pass bf16 rows. The codes live in this executor's scratch: valid until the next run without xq.
+  cuda::RowCodes input_codes(const std::vector<GpuLinear>& parts, int M, int64_t ldy);
+
+  // int8dq's prefill products left unscaled for a consumer that scales them itself (the kernels
+  // taking cuda::Int32Rows): acc [M, N] int32 = codes · Wᵀ in this executor's scratch, valid until
+  // the next run; run() would give bf16(acc · xscale[m] · wscale[n]). The codes are xq when given
+  // (kind Int8), else x quantized here. nullopt (nothing run) where the one-GEMM int8 path does not
+  // apply (other formats, M ≤ 16, no algorithm, a scratch too small for [M, N]).
+  std::optional<cuda::Int32Rows> run_int32(const GpuLinear& L, const void* x, int M, const cuda::RowCodes& xq = {});
+
+  // Prefill of the weight-only formats (int8wo, float8wo, int4wo): dequantizes `ws` into the next of
+  // two banks on a low-priority side stream, once the work queued so far on the main stream (which
+  // may still read that bank) is done; run() of more than 16 rows then multiplies a staged weight's
+  // bf16 rows after waiting for them, so the dequantization overlaps the products queued before it.
+  // Other formats and what does not fit are left to run(). Not for captured streams.
+  void stage(const std::vector<const GpuLinear*>& ws);
+  static bool stageable(const GpuLinear& L);
 
  private:
-  void gemv(const GpuLinear& L, const void* x, int M, void* out, bool swiglu, bool pdl = true);
+  void gemv(const GpuLinear& L, const void* x, int M, void* out, bool swiglu, bool pdl, const cuda::RowCodes& xq);
+  int64_t int8_chunk(int M, int64_t N) const;  // rows of int8dq's int32 products per GEMM
+  void dequant(const GpuLinear& L, int64_t n0, int64_t n1, void* out, cudaStream_t s) const;
+  const void* staged(const GpuLinear& L);  // L's staged bf16 rows (stream_ waits for them), or null
   void gemm(const void* x, const void* w, int M, int64_t n, int64_t K, void* y, int64_t ldy,
             bool y_f32);
 
@@ -101,6 +132,16 @@ class LinearExec {
   std::unique_ptr<cuda::ScaledGemm> scaled_;
   bool fp8_ok_ = true, int8_ok_ = true;
   int64_t dequant_chunk_bytes_ = 0;  // cleared when cuBLASLt offers no algorithm
+  struct Bank {
+    char* base = nullptr;
+    std::vector<std::pair<const void*, void*>> entries;  // weight codes → their bf16 rows
+    cudaEvent_t ready = nullptr;                          // on side_, after the dequantization
+  };
+  size_t stage_bytes_ = 0;
+  Bank banks_[2];
+  int next_bank_ = 0;
+  cudaStream_t side_ = nullptr;
+  cudaEvent_t queued_ = nullptr;  // on stream_: the work queued before a stage() call
 };
 
 }  // namespace lowbit::gpu

@@ -8,16 +8,19 @@
 #include <bit>
 #include <cmath>
 #include <cstdlib>
+#include <optional>
 
 #include "kernels/cuda/llama_ops.h"
+#include "kernels/cuda/weight_gemv.h"
 #include "runtime/cuda/llama_gpu_impl.h"
 
 namespace lowbit {
 
-void LlamaGpu::Impl::run_group(const GpuGroup& g, const void* in, int M, void* y, bool y_f32, bool pdl) {
+void LlamaGpu::Impl::run_group(const GpuGroup& g, const void* in, int M, void* y, bool y_f32, bool pdl,
+                               const cuda::RowCodes& xq) {
   const size_t elt = y_f32 ? 4 : 2;
   for (size_t i = 0; i < g.parts.size(); ++i)
-    lin->run(g.parts[i], in, M, static_cast<char*>(y) + g.col0[i] * elt, g.N, y_f32, pdl);
+    lin->run(g.parts[i], in, M, static_cast<char*>(y) + g.col0[i] * elt, g.N, y_f32, pdl, xq);
 }
 
 namespace {
@@ -49,10 +52,17 @@ void LlamaGpu::Impl::layer(int l, int M, bool decode, int T, int64_t p0) {
   void* kc = static_cast<char*>(k_cache) + static_cast<size_t>(l) * layer_cache_elems * 2;
   void* vc = static_cast<char*>(v_cache) + static_cast<size_t>(l) * layer_cache_elems * 2;
 
-  // The previous layer's MLP residual joins here (layer 0 starts from the embeddings).
-  cuda::add_rmsnorm(x, l == 0 ? nullptr : dn, L.attn_norm, xn, M, D, eps, 1, 0, stream);
+  // The previous layer's MLP residual joins here (layer 0 starts from the embeddings). The norms
+  // and SwiGLU write int8 / e4m3 codes instead of bf16 rows where the next product takes them.
+  // int8dq's prefill products stay int32 where the next kernel scales them itself (RoPE, the
+  // norms, SwiGLU): no bf16 round trip through memory.
+  const cuda::RowCodes qkv_in = lin->input_codes(L.qkv.parts, M, L.qkv.N);
+  const cuda::Int32Rows delta32 = l == 0 || !dn32 ? cuda::Int32Rows{} : *dn32;
+  cuda::add_rmsnorm(x, l == 0 || delta32 ? nullptr : dn, L.attn_norm, xn, M, D, eps, 1, 0, stream, qkv_in, delta32);
+  dn32.reset();
   mark("add + attn_norm");
-  run_group(L.qkv, xn, M, qkv);
+  const auto qkv32 = single(L.qkv) && !decode ? lin->run_int32(L.qkv.parts[0], xn, M, qkv_in) : std::nullopt;
+  if (!qkv32) run_group(L.qkv, xn, M, qkv, false, true, qkv_in);
   mark("qkv_proj");
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
   if (decode) {
@@ -64,29 +74,43 @@ void LlamaGpu::Impl::layer(int l, int M, bool decode, int T, int64_t p0) {
                             sp, scale};
     cuda::attention_decode(da, stream);
   } else {
-    cuda::RopeKvArgs ra{qkv, q, kc, vc, d_rows_pos, rope, M, H, KV, HD, S, T};
+    cuda::RopeKvArgs ra{qkv, q, kc, vc, d_rows_pos, rope, M, H, KV, HD, S, T, qkv32.value_or(cuda::Int32Rows{})};
     cuda::rope_kv_append(ra, stream);
     mark("rope + kv append");
     cuda::PrefillAttnArgs pa{q, kc, vc, att, M / T, T, static_cast<int>(p0), H, KV, HD, S, scale};
     cuda::attention_prefill(pa, stream);
   }
   mark("attention");
-  run_group(L.wo, att, M, ob);
+  const auto o32 = single(L.wo) ? lin->run_int32(L.wo.parts[0], att, M) : std::nullopt;
+  if (!o32) run_group(L.wo, att, M, ob);
   mark("o_proj");
-  cuda::add_rmsnorm(x, ob, L.ffn_norm, xn, M, D, eps, 1, 0, stream);
+  const cuda::RowCodes up_in = lin->input_codes(L.gate_up.parts, M, L.gate_up.N);
+  cuda::add_rmsnorm(x, o32 ? nullptr : ob, L.ffn_norm, xn, M, D, eps, 1, 0, stream, up_in,
+                    o32.value_or(cuda::Int32Rows{}));
   mark("add + ffn_norm");
-  if (L.glu && lin->run_swiglu(L.gate_up.parts[0], xn, M, h)) {
+  cuda::RowCodes down_in;
+  std::optional<cuda::Int32Rows> gu32;
+  if (L.glu && lin->run_swiglu(L.gate_up.parts[0], xn, M, h, up_in)) {
     mark("gate_up_proj + swiglu");
-  } else {
-    run_group(L.gate_up, xn, M, gu);
+  } else if (L.glu && (down_in = lin->input_codes(L.down.parts, M, L.down.N)).kind != cuda::RowQuant::None &&
+             (gu32 = lin->run_int32(L.gate_up.parts[0], nullptr, M, up_in))) {
     mark("gate_up_proj");
-    if (L.glu)
-      cuda::swiglu_interleaved(gu, h, M, F, stream);
-    else
+    cuda::swiglu_interleaved_int32(*gu32, M, F, stream, down_in);
+    mark("swiglu");
+  } else {
+    run_group(L.gate_up, xn, M, gu, false, true, up_in);
+    mark("gate_up_proj");
+    if (L.glu) {
+      down_in = lin->input_codes(L.down.parts, M, L.down.N);
+      cuda::swiglu_interleaved(gu, h, M, F, stream, down_in);
+    } else {
       cuda::swiglu(gu, h, M, F, stream);
+    }
     mark("swiglu");
   }
-  run_group(L.down, h, M, dn, false, pdl_down());
+  // The residual's delta stays int32 into the next norm where it can (prefill, int8dq).
+  dn32 = single(L.down) ? lin->run_int32(L.down.parts[0], h, M, down_in) : std::nullopt;
+  if (!dn32) run_group(L.down, h, M, dn, false, pdl_down(), down_in);
   mark("down_proj");
 }
 
@@ -205,10 +229,19 @@ std::vector<float> LlamaGpu::prefill(std::span<const int32_t> tokens, int batch,
     LB_CUDA(cudaMemcpyAsync(m.d_rows_tok, rows_tok.data(), 4 * M, cudaMemcpyHostToDevice, m.stream));
     LB_CUDA(cudaMemcpyAsync(m.d_rows_pos, rows_pos.data(), 4 * M, cudaMemcpyHostToDevice, m.stream));
     cuda::embed_rows(m.embedding, V, m.d_rows_tok, M, D, m.x, m.stream);
-    for (int l = 0; l < static_cast<int>(c.num_layers); ++l) m.layer(l, M, false, t, pos0 + c0);
+    // The GEMM path's quantized weights are dequantized one layer ahead, beside the layer running.
+    const int layers = static_cast<int>(c.num_layers);
+    const bool stage = M > cuda::kGemvMaxM;
+    if (stage) m.lin->stage(m.layer_weights(0));
+    for (int l = 0; l < layers; ++l) {
+      if (stage && l + 1 < layers) m.lin->stage(m.layer_weights(l + 1));
+      m.layer(l, M, false, t, pos0 + c0);
+    }
     const float eps = static_cast<float>(c.rms_norm_eps);
+    const cuda::Int32Rows last32 = m.dn32.value_or(cuda::Int32Rows{});
+    const void* last_delta = last32 ? nullptr : m.dn;
     if (which == Logits::All) {
-      cuda::add_rmsnorm(m.x, m.dn, m.final_norm, m.xn, M, D, eps, 1, 0, m.stream);
+      cuda::add_rmsnorm(m.x, last_delta, m.final_norm, m.xn, M, D, eps, 1, 0, m.stream, {}, last32);
       m.run_group(m.lm_head, m.xn, M, m.logits32, true);
       for (int b = 0; b < batch; ++b)
         LB_CUDA(cudaMemcpyAsync(out.data() + (b * T + c0) * V, m.logits32 + static_cast<int64_t>(b) * t * V,
@@ -224,7 +257,7 @@ std::vector<float> LlamaGpu::prefill(std::span<const int32_t> tokens, int batch,
                            static_cast<int>(V), m.d_token, m.d_pos, nullptr, nullptr, 0, m.stream);
     } else {
       // Only each sequence's last row goes through the final norm and lm_head.
-      cuda::add_rmsnorm(m.x, m.dn, m.final_norm, m.xn, batch, D, eps, t, t - 1, m.stream);
+      cuda::add_rmsnorm(m.x, last_delta, m.final_norm, m.xn, batch, D, eps, t, t - 1, m.stream, {}, last32);
       m.run_group(m.lm_head, m.xn, batch, m.logits16);
       cuda::argmax_advance(m.logits16, false, V, batch, static_cast<int>(V), m.d_token, m.d_pos, nullptr, nullptr,
                            0, m.stream);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/cuda/llama_ops.h"
+#include "kernels/cuda/weight_gemv.h"
 #include "runtime/cuda/llama_gpu_impl.h"
 
 namespace lowbit {
@@ -120,7 +121,11 @@ LlamaGpu::Impl::Impl(const LlamaConfig& config, const GpuOptions& opt) : c(confi
   int n = 0;
   LB_CUDA(cudaGetDeviceCount(&n));
   LB_CHECK(n > 0, "GPU forward: no CUDA device");
-  LB_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  // The highest priority: blocks of the weight staging's low-priority stream (LinearExec::stage)
+  // take only the SMs the forward pass leaves idle.
+  int least = 0, greatest = 0;
+  LB_CUDA(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  LB_CUDA(cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking, greatest));
   cuda::set_programmatic_launch(o.pdl);
 }
 
@@ -207,10 +212,29 @@ void LlamaGpu::Impl::finish_setup() {
   }
   visit(lm_head);
   scratch = std::min<int64_t>(scratch, std::max<int64_t>(int64_t(256) << 20, 32 * max_k));
+  // Staging banks hold the largest layer's weight-only weights in bf16; the layers' products then
+  // do not use the scratch, which stays for lm_head (in row chunks).
+  int64_t stage = 0;
+  if (o.stage_weights && R > cuda::kGemvMaxM) {
+    for (int l = 0; l < static_cast<int>(layers.size()); ++l) {
+      int64_t bytes = 0;
+      for (const gpu::GpuLinear* p : layer_weights(l))
+        if (gpu::LinearExec::stageable(*p)) bytes += (2 * p->N * p->K + 255) / 256 * 256;
+      stage = std::max(stage, bytes);
+    }
+    if (stage > 0) scratch = std::min<int64_t>(scratch, std::max<int64_t>(int64_t(64) << 20, 32 * max_k));
+  }
   lin = std::make_unique<gpu::LinearExec>(arena, stream, R, max_k, max_n, static_cast<size_t>(scratch), o.pdl,
-                                          o.dequant_chunk_bytes, o.fp8_fast_accum);
+                                          o.dequant_chunk_bytes, o.fp8_fast_accum, static_cast<size_t>(stage));
   host_pos.assign(static_cast<size_t>(B), 0);
   LB_CUDA(cudaStreamSynchronize(stream));
+}
+
+std::vector<const gpu::GpuLinear*> LlamaGpu::Impl::layer_weights(int l) const {
+  std::vector<const gpu::GpuLinear*> out;
+  for (const GpuGroup* g : {&layers[l].qkv, &layers[l].wo, &layers[l].gate_up, &layers[l].down})
+    for (const auto& p : g->parts) out.push_back(&p);
+  return out;
 }
 
 LlamaGpu::LlamaGpu(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -78,10 +79,17 @@ struct LlamaGpu::Impl {
   // After the weights: the rotary table, caches, buffers, the product executor.
   void finish_setup();
 
-  void run_group(const GpuGroup& g, const void* x, int M, void* y, bool y_f32 = false, bool pdl = true);
+  // xq: the input already quantized as lin->input_codes(g.parts, M, g.N) asked.
+  void run_group(const GpuGroup& g, const void* x, int M, void* y, bool y_f32 = false, bool pdl = true,
+                 const cuda::RowCodes& xq = {});
   // One block over M rows: decode (rows = sequences at d_pos) or prefill (rows b · T + t at
   // positions from d_rows_pos, p0 + t).
   void layer(int l, int M, bool decode, int T, int64_t p0);
+  std::vector<const gpu::GpuLinear*> layer_weights(int l) const;  // q/k/v, o, gate/up, down
+  // The last layer's down_proj output when it was left as int8dq's int32 products (prefill): the
+  // next norm reads it instead of dn.
+  std::optional<cuda::Int32Rows> dn32;
+  static bool single(const GpuGroup& g) { return g.parts.size() == 1; }
   void decode_body(int B);
   cudaGraphExec_t graph_for(int B);
 };
