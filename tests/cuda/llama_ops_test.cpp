@@ -181,6 +181,23 @@ TEST_P(RopeTest, RotatesAndAppends) {
         EXPECT_EQ(vc[((size_t(seq) * KV + h) * cap + pos[r]) * HD + d], qkv.bits[r * row + (H + KV + h) * HD + d]);
   }
   EXPECT_LT(nmse(got, ref), 1e-5);
+  // From int8dq's int32 products (Int32Rows): exactly what their bf16 scaling gives.
+  std::uniform_int_distribution<int32_t> ai(-(1 << 20), 1 << 20);
+  std::vector<int32_t> acc(qkv.bits.size());
+  for (auto& v : acc) v = ai(rng);
+  std::vector<float> xs(M, 3e-4f), ws(row);
+  for (int j = 0; j < row; ++j) ws[j] = 1e-3f * (1 + j % 7);
+  Dev<int32_t> dacc(acc);
+  Dev<float> dxs(xs), dws(ws);
+  scale_int32_to_bf16(dacc.p, dxs.p, dws.p, M, row, dqkv.p, row, nullptr);
+  rope_kv_append({dqkv.p, dq.p, dk.p, dv.p, dpos.p, drope.p, M, H, KV, HD, cap, rows_per_seq}, nullptr);
+  const auto q16 = dq.get(), k16 = dk.get(), v16 = dv.get();
+  rope_kv_append({nullptr, dq.p, dk.p, dv.p, dpos.p, drope.p, M, H, KV, HD, cap, rows_per_seq,
+                  Int32Rows{dacc.p, dxs.p, dws.p}},
+                 nullptr);
+  EXPECT_TRUE(dq.get() == q16);
+  EXPECT_TRUE(dk.get() == k16);
+  EXPECT_TRUE(dv.get() == v16);
 }
 INSTANTIATE_TEST_SUITE_P(HeadDims, RopeTest, ::testing::Values(64, 128));
 

@@ -224,6 +224,7 @@ __global__ void __launch_bounds__(256) swiglu_codes_kernel(const __nv_bfloat16* 
   ops::allow_dependents();
   const int m = blockIdx.x, nv = F / 8;
   float amax = 0.0f;
+#pragma unroll 2
   for (int j = threadIdx.x; j < nv; j += blockDim.x) {
     float g[8], u[8], y[8];
     if constexpr (kAcc) {
@@ -335,8 +336,8 @@ template <int NCH, int kQ, bool kD32>
 void launch_add_rmsnorm(int M, int threads, cudaStream_t stream, float* x, const __nv_bfloat16* d, const float* w,
                         __nv_bfloat16* o, int D, float eps, int row_step, int row_off, const RowCodes& q,
                         const Int32Rows& d32) {
-  ops::launch("add_rmsnorm", add_rmsnorm_vec_kernel<NCH, kQ, kD32>, M, threads, 0, stream, x, d, w, o, D, eps,
-              row_step, row_off, static_cast<uint8_t*>(q.codes), q.scales, d32);
+  ops::launch_overlap(!kD32, "add_rmsnorm", add_rmsnorm_vec_kernel<NCH, kQ, kD32>, M, threads, 0, stream, x, d, w,
+                      o, D, eps, row_step, row_off, static_cast<uint8_t*>(q.codes), q.scales, d32);
 }
 
 template <int kQ, bool kD32>
@@ -373,8 +374,8 @@ void launch_swiglu_codes(const void* gu, const Int32Rows& acc, int M, int F, con
                                 64 << 10) == cudaSuccess;
   }();
   LB_CHECK(attr || smem <= (48 << 10), "swiglu_interleaved: rows of {} values need more shared memory", F);
-  ops::launch("swiglu_interleaved", swiglu_codes_kernel<kFloat8, kAcc>, M, 256, smem, stream,
-              static_cast<const __nv_bfloat16*>(gu), acc, F, static_cast<uint8_t*>(q.codes), q.scales);
+  ops::launch_overlap(!kAcc, "swiglu_interleaved", swiglu_codes_kernel<kFloat8, kAcc>, M, 256, smem, stream,
+                      static_cast<const __nv_bfloat16*>(gu), acc, F, static_cast<uint8_t*>(q.codes), q.scales);
 }
 
 template <bool kAcc>
