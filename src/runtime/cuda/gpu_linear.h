@@ -1,7 +1,8 @@
 // A Linear layer's weight on the GPU in one of the formats the decode kernels read
 // (kernels/cuda/weight_gemv.h), how a CPU layout maps onto them, and the product y = x · Wᵀ:
-// the GEMV kernels for up to 16 rows (decode), cuBLAS over bf16 rows otherwise (prefill), with
-// quantized weights dequantized chunk by chunk into a scratch buffer.
+// the GEMV kernels for up to 16 rows (decode); otherwise (prefill) cuBLASLt's FP8 / int8 GEMMs for
+// the dynamic-activation formats and cuBLAS over bf16 rows for the rest, quantized weights
+// dequantized a layer ahead (stage) or chunk by chunk into a scratch buffer.
 #pragma once
 
 #include <cstdint>
@@ -65,8 +66,9 @@ void randomize(GpuLinear& dst, uint64_t seed, float std, cudaStream_t stream);
 // Runs products on one stream; owns the cuBLAS handles and the scratch buffers. Prefill (more than
 // 16 rows): bf16 weights through cuBLAS; float8dq-row through cuBLASLt's FP8 GEMM on e4m3
 // activations with both scale vectors in its epilogue; int8dq through cuBLASLt's int8 GEMM (int32 results,
-// scaled to bf16 by a light kernel); the weight-only formats dequantized into the bf16 scratch in
-// row chunks, each multiplied by cuBLAS.
+// scaled to bf16 by a light kernel, or left int32 for a consumer that scales them: run_int32); the
+// weight-only formats from their staged bf16 rows (stage), else dequantized into the bf16 scratch
+// in row chunks, each multiplied by cuBLAS. Inputs may arrive already quantized (input_codes).
 class LinearExec {
  public:
   // max_rows: most rows of x; max_k / max_n: largest in/out features; wscratch_bytes: bf16 weight
