@@ -61,6 +61,14 @@ void* DeviceArena::alloc(size_t bytes) {
 
 size_t arena_bytes_now() { return g_now.load(); }
 size_t arena_bytes_peak() { return g_peak.load(); }
+
+cudaStream_t create_stream(bool highest_priority) {
+  int least = 0, greatest = 0;
+  LB_CUDA(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  cudaStream_t s = nullptr;
+  LB_CUDA(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, highest_priority ? greatest : least));
+  return s;
+}
 void reset_arena_peak() { g_peak.store(g_now.load()); }
 
 DeviceBuffer::DeviceBuffer(size_t bytes) {

@@ -59,6 +59,10 @@ size_t arena_bytes_now();
 size_t arena_bytes_peak();
 void reset_arena_peak();
 
+// A non-blocking stream at the device's highest priority (the forward pass) or its lowest (work
+// that should take only the SMs the forward pass leaves idle: LinearExec's weight staging).
+cudaStream_t create_stream(bool highest_priority);
+
 // A temporary device buffer (uploads), freed on scope exit.
 class DeviceBuffer {
  public:

@@ -228,9 +228,7 @@ LinearExec::LinearExec(DeviceArena& arena, cudaStream_t stream, int max_rows, in
     : stream_(stream), pdl_(pdl), max_rows_(max_rows), max_k_(max_k), wscratch_bytes_(wscratch_bytes),
       dequant_chunk_bytes_(dequant_chunk_bytes), stage_bytes_(stage_bytes) {
   if (stage_bytes_) {
-    int least = 0, greatest = 0;
-    LB_CUDA(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    LB_CUDA(cudaStreamCreateWithPriority(&side_, cudaStreamNonBlocking, least));
+    side_ = create_stream(false);
     LB_CUDA(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming));
     for (Bank& b : banks_) {
       b.base = static_cast<char*>(arena.alloc(stage_bytes_));
@@ -261,8 +259,9 @@ LinearExec::~LinearExec() {
   if (side_) cudaStreamDestroy(side_);
 }
 
-bool LinearExec::stageable(const GpuLinear& L) {
-  return L.f.fmt == WFormat::Int8wo || L.f.fmt == WFormat::Float8wo || L.f.fmt == WFormat::Int4wo;
+size_t LinearExec::staged_bytes(const GpuLinear& L) {
+  const bool weight_only = L.f.fmt == WFormat::Int8wo || L.f.fmt == WFormat::Float8wo || L.f.fmt == WFormat::Int4wo;
+  return weight_only ? static_cast<size_t>(2 * L.N * L.K + 255) / 256 * 256 : 0;
 }
 
 void LinearExec::stage(const std::vector<const GpuLinear*>& ws) {
@@ -274,8 +273,8 @@ void LinearExec::stage(const std::vector<const GpuLinear*>& ws) {
   LB_CUDA(cudaStreamWaitEvent(side_, queued_, 0));
   size_t used = 0;
   for (const GpuLinear* L : ws) {
-    const size_t bytes = static_cast<size_t>(2 * L->N * L->K + 255) / 256 * 256;
-    if (!stageable(*L) || used + bytes > stage_bytes_) continue;
+    const size_t bytes = staged_bytes(*L);
+    if (bytes == 0 || used + bytes > stage_bytes_) continue;
     void* out = b.base + used;
     used += bytes;
     dequant(*L, 0, L->N, out, side_);

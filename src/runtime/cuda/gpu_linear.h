@@ -109,7 +109,9 @@ class LinearExec {
   // bf16 rows after waiting for them, so the dequantization overlaps the products queued before it.
   // Other formats and what does not fit are left to run(). Not for captured streams.
   void stage(const std::vector<const GpuLinear*>& ws);
-  static bool stageable(const GpuLinear& L);
+  // Bank bytes a weight takes when staged (its bf16 rows, 256-byte aligned); 0 for the formats
+  // stage() leaves to run().
+  static size_t staged_bytes(const GpuLinear& L);
 
  private:
   void gemv(const GpuLinear& L, const void* x, int M, void* out, bool swiglu, bool pdl, const cuda::RowCodes& xq);

@@ -123,9 +123,7 @@ LlamaGpu::Impl::Impl(const LlamaConfig& config, const GpuOptions& opt) : c(confi
   LB_CHECK(n > 0, "GPU forward: no CUDA device");
   // The highest priority: blocks of the weight staging's low-priority stream (LinearExec::stage)
   // take only the SMs the forward pass leaves idle.
-  int least = 0, greatest = 0;
-  LB_CUDA(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-  LB_CUDA(cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking, greatest));
+  stream = gpu::create_stream(true);
   cuda::set_programmatic_launch(o.pdl);
 }
 
@@ -218,8 +216,7 @@ void LlamaGpu::Impl::finish_setup() {
   if (o.stage_weights && R > cuda::kGemvMaxM) {
     for (int l = 0; l < static_cast<int>(layers.size()); ++l) {
       int64_t bytes = 0;
-      for (const gpu::GpuLinear* p : layer_weights(l))
-        if (gpu::LinearExec::stageable(*p)) bytes += (2 * p->N * p->K + 255) / 256 * 256;
+      for (const gpu::GpuLinear* p : layer_weights(l)) bytes += static_cast<int64_t>(gpu::LinearExec::staged_bytes(*p));
       stage = std::max(stage, bytes);
     }
     if (stage > 0) scratch = std::min<int64_t>(scratch, std::max<int64_t>(int64_t(64) << 20, 32 * max_k));
