@@ -10,7 +10,7 @@ namespace {
 struct Bf16Format {
   using Acc = float;
   static constexpr int KC = 32, WL = 2, XV = 1, XB = 2;
-  static constexpr bool QP = false;
+  static constexpr bool QP = false, XSUM = false;
   __device__ static const void* wsrc(const GemvParams& p, int tile, int c, int g, int t, int,
                                      int i) {
     return row_major_src(p, tile, c, g, t, i, p.K * 2);

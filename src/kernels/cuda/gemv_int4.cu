@@ -1,8 +1,14 @@
 // int4 weights (torchao int4wo / tinygemm math: w = (q − 8) · scale + zero per group of G along K)
 // in lowbit's GPU layout (see weight_gemv.h): one 16-byte load per lane and 64-k chunk gives rows
 // g and g + 8 at k = 16t .. 16t + 15; word s feeds the k16 step on k = 16t + 4s .. + 3.
-// Dequantization per bf16x2 pair: (q | 0x4300) is 128 + q; minus 136 is q − 8 (exact); one bf16
-// fma with (scale, scale) and (zero, zero) rounds the weight to bf16 once, as tinygemm does.
+// (q | 0x4300), one LOP3 per bf16x2 pair, is the bf16 128 + q.
+// G ≥ 64 (a chunk lies in one group): the tensor cores multiply 128 + q itself, and each chunk's
+// sums are scaled once per row: Σ w·x = scale · Σ (128 + q)·x + (zero − 136 · scale) · Σ x, with
+// Σ x (per token and chunk) from one more product against a matrix of ones, shared by the row
+// tiles. Everything after the exact products is fp32: no weight is rounded to bf16, so the sums
+// are closer to the real-valued ones than the bf16-rounded weights of the prefill's dequantization.
+// G < 64 (four groups in a chunk at G = 16): per weight, 128 + q minus 136 is q − 8 (exact) and one
+// bf16 fma with (scale, scale) and (zero, zero) rounds the weight to bf16 once, as tinygemm does.
 #include <vector>
 
 #include "kernels/cuda/gemv_kernel.cuh"
@@ -11,13 +17,13 @@ namespace lowbit::cuda {
 namespace detail {
 namespace {
 
-__device__ __forceinline__ uint32_t dequant_pair(uint32_t v, uint32_t s2, uint32_t z2) {
-  const uint32_t q = (v & 0x000f000fu) | 0x43004300u;
-  return bf16x2_fma(bf16x2_sub(q, 0x43084308u), s2, z2);
+// Pair p (0..3) of a word as bf16x2 128 + q: nibbles 4p and 4p + 16.
+__device__ __forceinline__ uint32_t biased_pair(uint32_t v, int p) {
+  return and_or<0x000f000fu, 0x43004300u>(v >> (4 * p));
 }
 
-struct Int4Format {
-  using Acc = float;
+// The weight and qparam streams of the layout.
+struct Int4Layout {
   static constexpr int KC = 64, WL = 1, XV = 2, XB = 2;
   static constexpr bool QP = true;
   // The lane's 16 bytes of the (tile, chunk) block, and the (scale, zero) words of rows g and
@@ -30,24 +36,81 @@ struct Int4Format {
     const int grp = (c * 64 + t * 16) >> p.log2g;
     return static_cast<const uint2*>(p.aux) + ((size_t)tile * (p.K >> p.log2g) + grp) * 8 + g;
   }
+  __device__ static float epilogue(const GemvParams&, float s, int, int) {
+    return s;
+  }
+};
+
+// G < 64: weights dequantized to bf16 one by one.
+struct Int4Format : Int4Layout {
+  using Acc = float;
+  static constexpr bool XSUM = false;
   template <int MT>
   __device__ static void mma(const GemvParams&, float (&acc)[MT][4], const WFrag<WL>& f,
                              const uint4 (&x)[MT][XV]) {
     const uint32_t s0 = __byte_perm(f.qp.x, 0, 0x1010), z0 = __byte_perm(f.qp.x, 0, 0x3232);
     const uint32_t s1 = __byte_perm(f.qp.y, 0, 0x1010), z1 = __byte_perm(f.qp.y, 0, 0x3232);
+    constexpr uint32_t k136 = 0x43084308u;
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
       const uint32_t u = word(f.v[0], s);
-      const uint32_t a0 = dequant_pair(u, s0, z0), a1 = dequant_pair(u >> 4, s1, z1);
-      const uint32_t a2 = dequant_pair(u >> 8, s0, z0), a3 = dequant_pair(u >> 12, s1, z1);
+      const uint32_t a0 = bf16x2_fma(bf16x2_sub(biased_pair(u, 0), k136), s0, z0);
+      const uint32_t a1 = bf16x2_fma(bf16x2_sub(biased_pair(u, 1), k136), s1, z1);
+      const uint32_t a2 = bf16x2_fma(bf16x2_sub(biased_pair(u, 2), k136), s0, z0);
+      const uint32_t a3 = bf16x2_fma(bf16x2_sub(biased_pair(u, 3), k136), s1, z1);
 #pragma unroll
       for (int j = 0; j < MT; ++j)
         mma_bf16(acc[j], a0, a1, a2, a3, word(x[j][s >> 1], 2 * (s & 1)),
                  word(x[j][s >> 1], 2 * (s & 1) + 1));
     }
   }
-  __device__ static float epilogue(const GemvParams&, float s, int, int) {
-    return s;
+};
+
+// G ≥ 64: products of the biased codes, scaled per chunk (see the top of the file).
+struct Int4GroupFormat : Int4Layout {
+  using Acc = float;
+  static constexpr bool XSUM = true;
+  template <int MT>
+  __device__ static void xsum(const uint4 (&x)[MT][XV], float (&sums)[MT][2]) {
+    constexpr uint32_t kOnes = 0x3f803f80u;
+#pragma unroll
+    for (int j = 0; j < MT; ++j) {
+      float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int s = 0; s < 4; ++s)
+        mma_bf16(c, kOnes, kOnes, kOnes, kOnes, word(x[j][s >> 1], 2 * (s & 1)),
+                 word(x[j][s >> 1], 2 * (s & 1) + 1));
+      sums[j][0] = c[0];
+      sums[j][1] = c[1];
+    }
+  }
+  template <int MT>
+  __device__ static void mma(const GemvParams&, float (&acc)[MT][4], const WFrag<WL>& f,
+                             const uint4 (&x)[MT][XV], const float (&sums)[MT][2]) {
+    float c[MT][4];
+#pragma unroll
+    for (int j = 0; j < MT; ++j) c[j][0] = c[j][1] = c[j][2] = c[j][3] = 0.0f;
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      const uint32_t u = word(f.v[0], s);
+      const uint32_t a0 = biased_pair(u, 0), a1 = biased_pair(u, 1);
+      const uint32_t a2 = biased_pair(u, 2), a3 = biased_pair(u, 3);
+#pragma unroll
+      for (int j = 0; j < MT; ++j)
+        mma_bf16(c[j], a0, a1, a2, a3, word(x[j][s >> 1], 2 * (s & 1)),
+                 word(x[j][s >> 1], 2 * (s & 1) + 1));
+    }
+    // Rows g (qp.x) and g + 8 (qp.y): bf16 scale in the low half, zero in the high half.
+    const float s0 = __uint_as_float(f.qp.x << 16), s1 = __uint_as_float(f.qp.y << 16);
+    const float z0 = fmaf(-136.0f, s0, __uint_as_float(f.qp.x & 0xffff0000u));
+    const float z1 = fmaf(-136.0f, s1, __uint_as_float(f.qp.y & 0xffff0000u));
+#pragma unroll
+    for (int j = 0; j < MT; ++j) {
+      acc[j][0] = fmaf(s0, c[j][0], fmaf(z0, sums[j][0], acc[j][0]));
+      acc[j][1] = fmaf(s0, c[j][1], fmaf(z0, sums[j][1], acc[j][1]));
+      acc[j][2] = fmaf(s1, c[j][2], fmaf(z1, sums[j][0], acc[j][2]));
+      acc[j][3] = fmaf(s1, c[j][3], fmaf(z1, sums[j][1], acc[j][3]));
+    }
   }
 };
 
@@ -120,7 +183,10 @@ void gemv_int4wo(const void* x, const void* packed, const void* qparams, void* y
                        N,
                        K,
                        detail::log2_group(group)};
-  detail::launch_gemv<detail::Int4Format>(GemvFormat::Int4wo, p, o);
+  if (group >= 64)
+    detail::launch_gemv<detail::Int4GroupFormat>(GemvFormat::Int4wo, p, o);
+  else
+    detail::launch_gemv<detail::Int4Format>(GemvFormat::Int4wo, p, o);
 }
 
 }  // namespace lowbit::cuda

@@ -142,12 +142,20 @@ __device__ __forceinline__ uint32_t bf16x2_fma(uint32_t a, uint32_t b, uint32_t 
   return *reinterpret_cast<uint32_t*>(&r);
 }
 
+// (a & mask) | bits in one LOP3 (the compiler splits the two constants into two instructions).
+template <uint32_t kMask, uint32_t kBits>
+__device__ __forceinline__ uint32_t and_or(uint32_t a) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(a), "n"(kMask), "n"(kBits));
+  return r;
+}
+
 // Two int8 (bytes 0 and 1 of `pair`, placed at bits 0..7 and 16..23) → bf16x2, exact: with l the
 // low 7 bits, 0x4300 | l is the bf16 128 + l, and subtracting 128 (0x4300) or, for a negative
 // byte, 256 (0x4380) leaves the value.
 __device__ __forceinline__ uint32_t i8pair_to_bf16x2(uint32_t pair) {
-  const uint32_t v = (pair & 0x007f007fu) | 0x43004300u;
-  const uint32_t c = (pair & 0x00800080u) | 0x43004300u;
+  const uint32_t v = and_or<0x007f007fu, 0x43004300u>(pair);
+  const uint32_t c = and_or<0x00800080u, 0x43004300u>(pair);
   return bf16x2_sub(v, c);
 }
 // int8x4 → bf16x2 of bytes (0, 1) and (2, 3).
@@ -186,7 +194,7 @@ __device__ __forceinline__ const void* row_major_src(const GemvParams& p, int ti
 // 16-byte vectors per lane (rows g and g + 8), no separate qparams stream.
 struct ByteRowWeights {
   static constexpr int KC = 64, WL = 2;
-  static constexpr bool QP = false;
+  static constexpr bool QP = false, XSUM = false;
   __device__ static const void* wsrc(const GemvParams& p, int tile, int c, int g, int t, int,
                                      int i) {
     return row_major_src(p, tile, c, g, t, i, p.K);
@@ -209,8 +217,10 @@ struct Ring {
 
 // F (a format) provides: Acc, KC (k per chunk), WL (16-byte weight vectors per lane, chunk and
 // tile), QP (int4 qparams), XV (16-byte activation vectors per lane, chunk and token tile), XB
-// (bytes per activation), wsrc(p, tile, chunk, g, t, lane, i), qsrc(p, tile, chunk, g, t) (when
-// QP), mma<MT>(p, acc, frag, x) and epilogue(p, sum, n, m).
+// (bytes per activation), XSUM (the format needs each token's sum of the chunk's activations),
+// wsrc(p, tile, chunk, g, t, lane, i), qsrc(p, tile, chunk, g, t) (when QP), xsum<MT>(x, sums)
+// (when XSUM: sums[j][i] of token 8j + 2t + i, computed once per chunk for all row tiles),
+// mma<MT>(p, acc, frag, x[, sums]) and epilogue(p, sum, n, m).
 template <class F, int MT, int RT, int WK>
 __global__ void __launch_bounds__(WK * 32, WK == 8 ? 2 : 4) gemv_kernel(const GemvParams p) {
   using Acc = typename F::Acc;
@@ -294,13 +304,18 @@ __global__ void __launch_bounds__(WK * 32, WK == 8 ? 2 : 4) gemv_kernel(const Ge
 #pragma unroll
       for (int v = 0; v < F::XV; ++v)
         xf[j][v] = g + 8 * j < p.M ? slot[R::W + (j * F::XV + v) * 32 + lane] : make_uint4(0, 0, 0, 0);
+    [[maybe_unused]] float xs[MT][2];
+    if constexpr (F::XSUM) F::template xsum<MT>(xf, xs);
 #pragma unroll
     for (int r = 0; r < RT; ++r) {
       WFrag<F::WL> f;
 #pragma unroll
       for (int i = 0; i < F::WL; ++i) f.v[i] = slot[(r * F::WL + i) * 32 + lane];
       if constexpr (F::QP) f.qp = reinterpret_cast<const uint2*>(slot + R::W + R::X)[r * 32 + lane];
-      F::template mma<MT>(p, acc[r], f, xf);
+      if constexpr (F::XSUM)
+        F::template mma<MT>(p, acc[r], f, xf, xs);
+      else
+        F::template mma<MT>(p, acc[r], f, xf);
     }
     rd = rd == DEPTH - 1 ? 0 : rd + 1;
     wr = wr == DEPTH - 1 ? 0 : wr + 1;

@@ -19,6 +19,11 @@ __device__ __forceinline__ float e4m3_to_float(uint8_t b) {
   const __half_raw h = __nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(b), __NV_E4M3);
   return __half2float(__half(h));
 }
+// The value of an int8 or e4m3 code.
+template <bool kFloat8>
+__device__ __forceinline__ float code_value(uint8_t b) {
+  return kFloat8 ? e4m3_to_float(b) : static_cast<float>(static_cast<int8_t>(b));
+}
 
 // A lane's 32-byte output run (lo, hi) whose partner lane (lane ^ 1, in `mask`) holds the adjacent
 // run of the same row, the even lane's first: the two trade halves, so each store instruction
@@ -53,8 +58,7 @@ __global__ void dequant_bytes_kernel(const uint8_t* q, const float* scale, int64
     __align__(16) __nv_bfloat16 o[16];
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      const float f = kFloat8 ? e4m3_to_float(b[i]) : static_cast<float>(static_cast<int8_t>(b[i]));
-      o[i] = __float2bfloat16_rn(f * s);
+      o[i] = __float2bfloat16_rn(code_value<kFloat8>(b[i]) * s);
     }
     store_run_pair(reinterpret_cast<uint4*>(out + r * K + (c & ~int64_t{1}) * 16), reinterpret_cast<const uint4*>(o)[0],
                    reinterpret_cast<const uint4*>(o)[1], c & 1, __activemask(), true);
@@ -108,19 +112,11 @@ __global__ void fake_quant_kernel(const __nv_bfloat16* x, int K, __nv_bfloat16* 
   float amax = 0.0f;
   for (int i = threadIdx.x; i < K; i += blockDim.x) amax = fmaxf(amax, fabsf(ops::bf(row[i])));
   amax = ops::block_max(amax);
-  const float scale = kFloat8 ? amax / 448.0f : fmaxf(amax / 127.0f, 1e-5f);
+  const float scale = ops::row_quant_scale<kFloat8>(amax);
   const float recip = 1.0f / scale;
   for (int i = threadIdx.x; i < K; i += blockDim.x) {
-    const float f = ops::bf(row[i]);
-    float v;
-    if constexpr (kFloat8) {
-      const float s = f == 0.0f ? 0.0f : fminf(fmaxf(f / scale, -448.0f), 448.0f);
-      const auto q = __nv_cvt_float_to_fp8(s, __NV_SATFINITE, __NV_E4M3);
-      v = f == 0.0f ? 0.0f : e4m3_to_float(static_cast<uint8_t>(q)) * scale;
-    } else {
-      v = fminf(fmaxf(rintf(f * recip), -127.0f), 127.0f) * scale;
-    }
-    out[r * K + i] = __float2bfloat16_rn(v);
+    const uint8_t q = ops::row_quant_code<kFloat8>(ops::bf(row[i]), scale, recip);
+    out[r * K + i] = __float2bfloat16_rn(code_value<kFloat8>(q) * scale);
   }
 }
 
@@ -144,13 +140,11 @@ __global__ void tensor_float8_kernel(const __nv_bfloat16* x, int M, int64_t n, c
   const float scale = __uint_as_float(*amax) / 448.0f;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float f = ops::bf(x[i]);
-    const float s = f == 0.0f ? 0.0f : fminf(fmaxf(f / scale, -448.0f), 448.0f);
-    const auto q = __nv_cvt_float_to_fp8(s, __NV_SATFINITE, __NV_E4M3);
+    const uint8_t q = ops::row_quant_code<true>(ops::bf(x[i]), scale, 0.0f);  // e4m3: no reciprocal
     if constexpr (kCodes)
-      xq[i] = static_cast<uint8_t>(q);
+      xq[i] = q;
     else
-      out[i] = __float2bfloat16_rn(f == 0.0f ? 0.0f : e4m3_to_float(static_cast<uint8_t>(q)) * scale);
+      out[i] = __float2bfloat16_rn(e4m3_to_float(q) * scale);
   }
   if (kCodes && blockIdx.x == 0)
     for (int m = threadIdx.x; m < M; m += blockDim.x) xscale[m] = scale;
