@@ -146,7 +146,8 @@ void argmax_advance(const void* logits, bool logits_f32, int64_t row_stride, int
 
 // Rows [n0, n1) of a weight in a GPU format → bf16 [n1 − n0, K] (what cuBLAS multiplies). int8 and
 // e4m3: w = q · scale[n] rounded once; int4 (the layout of weight_gemv.h, n0 a multiple of 16):
-// w = bf16(fma(q − 8, scale, zero)), the GEMV's own rounding.
+// w = bf16(fma(q − 8, scale, zero)), tinygemm's rounding (the GEMV's for groups under 64; with larger
+// groups the GEMV rounds no weight, see gemv_int4.cu).
 void dequant_rows_int8(const int8_t* q, const float* scale, int64_t n0, int64_t n1, int K, void* out,
                        cudaStream_t stream);
 void dequant_rows_float8(const uint8_t* q, const float* scale, int64_t n0, int64_t n1, int K,
