@@ -84,7 +84,7 @@ BenchRow run_scheme(const LlamaModel& base, const std::string& scheme, const Ben
 }
 
 int run_bench(const BenchOptions& o) {
-  LB_CHECK(o.device == "cpu" || o.device == "cuda", "bench: --device must be cpu or cuda, got '{}'", o.device);
+  check_device("bench", o.device);
   // On the GPU, --arch alone means random weights generated on the device.
   const bool random = o.random || (o.device == "cuda" && !o.arch.empty());
   LB_CHECK(o.model.model_dir.empty() != (o.arch.empty() && !random),

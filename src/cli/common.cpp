@@ -3,6 +3,7 @@
 #include <chrono>
 #include <sstream>
 
+#include "core/cuda_runtime.h"
 #include "lowbit/core/system.h"
 #include "algorithms/algorithms.h"
 #include "lowbit/core/file_io.h"
@@ -95,6 +96,13 @@ std::string human_bytes(int64_t b) {
   if (v >= 1e6) return fmt::format("{:.1f} MB", v / 1e6);
   if (v >= 1e3) return fmt::format("{:.1f} kB", v / 1e3);
   return fmt::format("{} B", b);
+}
+
+void check_device(const char* cmd, const std::string& device) {
+  LB_CHECK(device == "cpu" || device == "cuda", "{}: --device must be cpu or cuda, got '{}'", cmd, device);
+  if (device == "cpu") return;
+  const std::string why = detail::cuda_unavailable_reason();
+  LB_CHECK(why.empty(), "{}: --device cuda: no usable NVIDIA GPU: {}; use --device cpu", cmd, why);
 }
 
 std::filesystem::path default_demo_model() {

@@ -58,6 +58,10 @@ std::vector<LayerReport> apply_quantization(LlamaModel& model, const Tokenizer& 
 std::string human_bytes(int64_t bytes);
 std::vector<std::string> split_list(const std::string& s);  // "a,b,,c" -> {a, b, c}  // "45.3 MB"
 
+// --device: "cpu", or "cuda" where a GPU can be used here; else a one-line error naming `cmd` and why
+// (checked before any model is loaded).
+void check_device(const char* cmd, const std::string& device);
+
 // The sotu-llama-23m checkpoint beside the repository (../shared/models), if present.
 std::filesystem::path default_demo_model();
 

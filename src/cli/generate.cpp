@@ -55,6 +55,7 @@ GenerateStats generate_gpu(const LlamaModel& model, const std::vector<int32_t>& 
 #endif
 
 int run_generate(const GenerateOptions& o) {
+  check_device("generate", o.device);
   LoadedModel m = load_model(o.model);
   const std::vector<int32_t> ids = m.tokenizer.encode(o.prompt, m.tokenizer.add_bos_default());
   Sampler sampler(o.sampler);
@@ -63,7 +64,6 @@ int run_generate(const GenerateOptions& o) {
   for (int32_t id : ids) shown += dec.next(id);
   std::fputs(shown.c_str(), stdout);
   std::fflush(stdout);
-  LB_CHECK(o.device == "cpu" || o.device == "cuda", "generate: --device must be cpu or cuda, got '{}'", o.device);
   auto show = [&](int32_t id) {
     std::fputs(dec.next(id).c_str(), stdout);
     std::fflush(stdout);

@@ -25,6 +25,7 @@ struct PplCliOptions {
 };
 
 int run_ppl(const PplCliOptions& o) {
+  check_device("ppl", o.device);
   LoadedModel m = load_model(o.model);
   const std::string text = read_text_file(o.text);
   const std::vector<int32_t> ids = m.tokenizer.encode(text, true);
@@ -33,7 +34,6 @@ int run_ppl(const PplCliOptions& o) {
   po.ctx = o.ctx;
   po.max_windows = o.limit;
   po.progress = !o.quiet;
-  LB_CHECK(o.device == "cpu" || o.device == "cuda", "ppl: --device must be cpu or cuda, got '{}'", o.device);
   PplResult r;
   if (o.device == "cuda") {
 #ifdef LOWBIT_WITH_CUDA

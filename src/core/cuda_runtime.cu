@@ -10,10 +10,18 @@ void check(cudaError_t e, const char* what) {
 }
 }  // namespace
 
-bool cuda_available() {
+std::string cuda_unavailable_reason() {
   int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e == cudaErrorInsufficientDriver)
+    return "no NVIDIA driver here, or one older than this build's CUDA runtime (cudaErrorInsufficientDriver)";
+  if (e == cudaErrorNoDevice || (e == cudaSuccess && n == 0)) return "no CUDA device found";
+  if (e != cudaSuccess)
+    return fmt::format("the CUDA runtime reports {} ({})", cudaGetErrorString(e), cudaGetErrorName(e));
+  return {};
 }
+
+bool cuda_available() { return cuda_unavailable_reason().empty(); }
 
 void* cuda_malloc(size_t nbytes) {
   void* p = nullptr;

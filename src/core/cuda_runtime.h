@@ -2,10 +2,13 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 namespace lowbit::detail {
 
 bool cuda_available();
+// Why no GPU can be used here (no driver, no device, a build without CUDA), or "" when one can.
+std::string cuda_unavailable_reason();
 void* cuda_malloc(size_t nbytes);
 void cuda_free(void* p);
 enum class CopyKind { HostToDevice, DeviceToHost, DeviceToDevice };

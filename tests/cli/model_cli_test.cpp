@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../support/run.h"
+#include "core/cuda_runtime.h"
 #include "../support/sotu.h"
 
 namespace lowbit {
@@ -63,6 +64,30 @@ TEST(Cli, ErrorsAreOneLineAndExitTwo) {
   r = test::run_lowbit("--help");
   EXPECT_EQ(r.exit_code, 0);
   for (const char* sub : {"demo", "generate", "ppl"}) EXPECT_NE(r.out.find(sub), std::string::npos) << r.out;
+}
+
+// --device is checked before any model is read: a bad value, or cuda where no GPU can be used (this
+// machine without a driver or device, or a build without CUDA), is one line naming why.
+TEST(Cli, DeviceIsCheckedFirstWithAClearError) {
+  auto r = test::run_lowbit("ppl " + model_args() + " --device tpu");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("error: ppl: --device must be cpu or cuda, got 'tpu'"), std::string::npos) << r.out;
+  if (detail::cuda_available()) GTEST_SKIP() << "a GPU is usable here: --device cuda runs (lowbit_cuda_tests)";
+  const std::string why = detail::cuda_unavailable_reason();
+  ASSERT_FALSE(why.empty());
+#ifdef LOWBIT_WITH_CUDA
+  // A CUDA build answers from the runtime (no driver, no device), not from the no-CUDA stub.
+  EXPECT_EQ(why.find("built without CUDA"), std::string::npos) << why;
+#endif
+  const std::vector<std::string> cmds = {"ppl " + model_args(), "generate --model /nonexistent/model -n 2",
+                                         "bench --arch llama-3.1-8b --quant bf16 -n 2"};
+  for (const std::string& cmd : cmds) {
+    r = test::run_lowbit(cmd + " --device cuda");
+    EXPECT_EQ(r.exit_code, 2) << cmd;
+    const std::string sub = cmd.substr(0, cmd.find(' '));
+    EXPECT_EQ(r.out, "error: " + sub + ": --device cuda: no usable NVIDIA GPU: " + why + "; use --device cpu\n")
+        << cmd;
+  }
 }
 
 }  // namespace
