@@ -5,8 +5,9 @@
 // row in registers, and the probabilities go from the score accumulators straight into the A
 // fragments of P·V (the accumulator layout of two n8 tiles is the A layout of one k16 step).
 // Shared-memory rows are XOR-swizzled in 16-byte chunks so ldmatrix reads are conflict-free.
-// Keys past the visible range are zero-filled (no stale cache values reach the sums) and masked.
-// Blocks of later query tiles (more keys) are scheduled first.
+// Keys past the visible range are zero-filled (no stale cache values reach the sums) and masked;
+// only a key tile that crosses a warp's diagonal is masked. Blocks of later query tiles (more keys)
+// are scheduled first.
 #include "kernels/cuda/ops_common.cuh"
 
 namespace lowbit::cuda {
@@ -132,6 +133,7 @@ __global__ void __launch_bounds__(kWarps * 32) prefill_kernel(const PrefillAttnA
     }
     const uint32_t kb = smem_addr(ks + (j & 1) * TILE_BYTES), vb = smem_addr(vs + (j & 1) * TILE_BYTES);
     const int k0 = j * kKeyTile;
+    const bool diagonal = k0 + kKeyTile - 1 > a.p0 + t0 + warp * 16;  // warp-uniform
 
     // S = Q·Kᵀ: 8 tiles of 8 keys.
     float s[8][4];
@@ -147,17 +149,24 @@ __global__ void __launch_bounds__(kWarps * 32) prefill_kernel(const PrefillAttnA
       }
     }
     // Mask and the online softmax (rows g: elements 0, 1; row g + 8: elements 2, 3).
+    if (diagonal) {
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int kp = k0 + nt * 8 + 2 * c4;
+        if (kp > qpos0) s[nt][0] = -INFINITY;
+        if (kp + 1 > qpos0) s[nt][1] = -INFINITY;
+        if (kp > qpos1) s[nt][2] = -INFINITY;
+        if (kp + 1 > qpos1) s[nt][3] = -INFINITY;
+      }
+    }
+    // Maxima of the raw scores (the scale is positive), scaled once; p = exp2(s·sl2 − max·sl2).
     float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
-      const int kp = k0 + nt * 8 + 2 * c4;
-      s[nt][0] = kp <= qpos0 ? s[nt][0] * sl2 : -INFINITY;
-      s[nt][1] = kp + 1 <= qpos0 ? s[nt][1] * sl2 : -INFINITY;
-      s[nt][2] = kp <= qpos1 ? s[nt][2] * sl2 : -INFINITY;
-      s[nt][3] = kp + 1 <= qpos1 ? s[nt][3] * sl2 : -INFINITY;
       mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
       mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
     }
+    mx0 *= sl2, mx1 *= sl2;
 #pragma unroll
     for (int off = 1; off < 4; off <<= 1) {
       mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
@@ -173,8 +182,8 @@ __global__ void __launch_bounds__(kWarps * 32) prefill_kernel(const PrefillAttnA
     uint32_t pf[4][4];  // P as the A fragments of four k16 steps
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
-      const float p0 = exp2f(s[nt][0] - n0), p1 = exp2f(s[nt][1] - n0);
-      const float p2 = exp2f(s[nt][2] - n1), p3 = exp2f(s[nt][3] - n1);
+      const float p0 = exp2f(fmaf(s[nt][0], sl2, -n0)), p1 = exp2f(fmaf(s[nt][1], sl2, -n0));
+      const float p2 = exp2f(fmaf(s[nt][2], sl2, -n1)), p3 = exp2f(fmaf(s[nt][3], sl2, -n1));
       l0 += p0 + p1, l1 += p2 + p3;
       pf[nt >> 1][(nt & 1) * 2] = pack_bf16(p0, p1);
       pf[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(p2, p3);

@@ -1,10 +1,14 @@
 // cuBLASLt FP8 and int8 products for the dynamic-activation schemes' prefill (scaled_gemm.h). In
 // cuBLASLt's column-major terms: Yᵀ (n × M, leading dimension ldy) = op_T(W stored K × n) · Xᵀ
 // (K × M), the "TN" form its FP8 and int8 tensor-core kernels require. A plan (descriptors and
-// the heuristic's algorithm) is cached per shape.
+// the heuristic's candidate algorithms) is cached per shape; the first run of a plan outside a graph
+// capture times each candidate on the real operands and keeps the fastest (LOWBIT_GEMM_TUNE=0: the
+// heuristic's first choice, as cuBLASLt ranks them).
 #include <cublasLt.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <vector>
 
 #include "kernels/cuda/ops_common.cuh"
 #include "kernels/cuda/scaled_gemm.h"
@@ -55,9 +59,11 @@ __global__ void scale_bf16_kernel(__nv_bfloat16* y, int64_t ldy, const float* xs
 struct ScaledGemm::State {
   struct Plan {
     bool ok = false;
+    bool tuned = false;
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
+    std::vector<cublasLtMatmulAlgo_t> candidates;  // the heuristic's, best ranked first
   };
   cublasLtHandle_t lt = nullptr;
   void* ws = nullptr;
@@ -98,13 +104,59 @@ struct ScaledGemm::State {
     check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
                                                sizeof ws_bytes),
           "preference");
-    cublasLtMatmulHeuristicResult_t res{};
+    constexpr int kCandidates = 8;
+    cublasLtMatmulHeuristicResult_t res[kCandidates] = {};
     int found = 0;
-    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, p.op, p.a, p.b, p.c, p.c, pref, 1, &res, &found);
+    const cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(lt, p.op, p.a, p.b, p.c, p.c, pref, kCandidates, res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     p.ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
-    if (p.ok) p.algo = res.algo;
+    if (p.ok) {
+      p.algo = res[0].algo;
+      for (int i = 0; i < found; ++i)
+        if (res[i].state == CUBLAS_STATUS_SUCCESS) p.candidates.push_back(res[i].algo);
+    }
+    p.tuned = !tune_enabled() || p.candidates.size() < 2;
     return plans.emplace(key, p).first->second;
+  }
+
+  static bool tune_enabled() {
+    static const bool on = [] {
+      const char* e = std::getenv("LOWBIT_GEMM_TUNE");
+      return !(e && *e && std::atoi(e) == 0);
+    }();
+    return on;
+  }
+
+  // Times each candidate (one warm-up, then three runs each) with `run` and keeps the fastest; a
+  // candidate that fails to run is dropped. Not inside a graph capture (no synchronization there).
+  template <typename Run>
+  void tune(Plan& p, cudaStream_t stream, Run&& run) {
+    if (p.tuned) return;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return;
+    p.tuned = true;
+    cudaEvent_t e0 = nullptr, e1 = nullptr;
+    if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
+      if (e0) cudaEventDestroy(e0);
+      return;
+    }
+    float best = 0.0f;
+    for (const cublasLtMatmulAlgo_t& algo : p.candidates) {
+      if (run(algo) != CUBLAS_STATUS_SUCCESS) continue;
+      cudaEventRecord(e0, stream);
+      bool ok = true;
+      for (int i = 0; i < 3 && ok; ++i) ok = run(algo) == CUBLAS_STATUS_SUCCESS;
+      cudaEventRecord(e1, stream);
+      float ms = 0.0f;
+      if (!ok || cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) continue;
+      if (best == 0.0f || ms < best) {
+        best = ms;
+        p.algo = algo;
+      }
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
   }
 
   ~State() {
@@ -146,9 +198,12 @@ bool ScaledGemm::fp8(const uint8_t* xq, const float* xs, const uint8_t* wq, cons
       std::fprintf(stderr, "note: cuBLASLt offers no FP8 algorithm with outer-vector scales here; scaling after\n");
     }
   }
-  check(cublasLtMatmul(s_->lt, p->op, &alpha, wq, p->a, xq, p->b, &beta, y, p->c, y, p->c, &p->algo, s_->ws,
-                       s_->ws_bytes, stream),
-        "FP8 matmul");
+  auto run = [&](const cublasLtMatmulAlgo_t& algo) {
+    return cublasLtMatmul(s_->lt, p->op, &alpha, wq, p->a, xq, p->b, &beta, y, p->c, y, p->c, &algo, s_->ws,
+                          s_->ws_bytes, stream);
+  };
+  s_->tune(*p, stream, run);
+  check(run(p->algo), "FP8 matmul");
   if (!fp8_fused_) scale_bf16_rows_cols(y, ldy, xs, ws, M, n, stream);
   return true;
 }
@@ -165,9 +220,12 @@ bool ScaledGemm::int8(const int8_t* xq, const int8_t* wq, int32_t* acc, int M, i
   State::Plan& p = s_->plan(kInt8, M, n, K, n, nullptr, nullptr);
   if (!p.ok) return false;
   const int32_t alpha = 1, beta = 0;
-  check(cublasLtMatmul(s_->lt, p.op, &alpha, wq, p.a, xq, p.b, &beta, acc, p.c, acc, p.c, &p.algo, s_->ws,
-                       s_->ws_bytes, stream),
-        "int8 matmul");
+  auto run = [&](const cublasLtMatmulAlgo_t& algo) {
+    return cublasLtMatmul(s_->lt, p.op, &alpha, wq, p.a, xq, p.b, &beta, acc, p.c, acc, p.c, &algo, s_->ws,
+                          s_->ws_bytes, stream);
+  };
+  s_->tune(p, stream, run);
+  check(run(p.algo), "int8 matmul");
   return true;
 }
 
