@@ -8,6 +8,10 @@ namespace {
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) fail("CUDA error in {}: {} ({})", what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
+
+// Compiled like every kernel of the build: whether the current GPU can load it says whether the
+// build holds code for that GPU.
+__global__ void probe_kernel() {}
 }  // namespace
 
 std::string cuda_unavailable_reason() {
@@ -18,6 +22,19 @@ std::string cuda_unavailable_reason() {
   if (e == cudaErrorNoDevice || (e == cudaSuccess && n == 0)) return "no CUDA device found";
   if (e != cudaSuccess)
     return fmt::format("the CUDA runtime reports {} ({})", cudaGetErrorString(e), cudaGetErrorName(e));
+  int dev = 0;
+  cudaDeviceProp prop{};
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess)
+    return "the CUDA runtime cannot read the device's properties";
+  cudaFuncAttributes attr{};
+  const cudaError_t k = cudaFuncGetAttributes(&attr, probe_kernel);
+  if (k != cudaSuccess) {
+    cudaGetLastError();  // not a sticky error: clear it so later last-error checks start clean
+    return fmt::format("GPU {} ({}, sm_{}{}) has no code in this build (built for {}: {}); rebuild with "
+                       "-DCMAKE_CUDA_ARCHITECTURES={}{}",
+                       dev, prop.name, prop.major, prop.minor, LOWBIT_CUDA_ARCHS, cudaGetErrorName(k), prop.major,
+                       prop.minor);
+  }
   return {};
 }
 
