@@ -1,6 +1,7 @@
 // Causal prefill attention over the KV cache on the tensor cores (flash-attention style): a block
 // takes 64 query rows of one head (16 per warp) and walks the visible keys in tiles of 64, staged in
-// shared memory by cp.async two tiles deep. Scores S = Q·Kᵀ and the product P·V run as bf16
+// shared memory by cp.async two tiles deep (the Q tile passes through the second stage's key
+// buffer into registers first, so a block takes 64 KB at HD 128 and three fit on an SM). Scores S = Q·Kᵀ and the product P·V run as bf16
 // mma.sync m16n8k16 with float32 accumulators; the online softmax keeps a running max and sum per
 // row in registers, and the probabilities go from the score accumulators straight into the A
 // fragments of P·V (the accumulator layout of two n8 tiles is the A layout of one k16 step).
@@ -14,6 +15,7 @@ namespace lowbit::cuda {
 namespace {
 
 constexpr int kRowsPerBlock = 64, kKeyTile = 64, kWarps = 4;
+static_assert(kRowsPerBlock == kKeyTile, "the Q tile passes through a key tile's buffer");
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -61,14 +63,14 @@ __device__ __forceinline__ uint32_t tile_off(int row, int chunk) {
 }
 
 template <int HD>
-__global__ void __launch_bounds__(kWarps * 32) prefill_kernel(const PrefillAttnArgs a) {
+__global__ void __launch_bounds__(kWarps * 32, 3) prefill_kernel(const PrefillAttnArgs a) {
   constexpr int CH = HD / 8;                        // 16-byte chunks per row
   constexpr int TILE_BYTES = kKeyTile * HD * 2;     // one K or V tile
   constexpr int KSTEPS = HD / 16, DTILES = HD / 8;  // Q·Kᵀ k-steps; output column tiles
   extern __shared__ __align__(128) unsigned char smem[];
-  unsigned char* qs = smem;                      // [64][HD]
-  unsigned char* ks = smem + kRowsPerBlock * HD * 2;  // [2][64][HD]
-  unsigned char* vs = ks + 2 * TILE_BYTES;            // [2][64][HD]
+  unsigned char* ks = smem;                 // [2][64][HD]
+  unsigned char* vs = ks + 2 * TILE_BYTES;  // [2][64][HD]
+  unsigned char* qs = ks + TILE_BYTES;      // [64][HD]: the Q tile, in stage 1's keys until read
   ops::wait_prior();
   ops::allow_dependents();
 
@@ -103,13 +105,21 @@ __global__ void __launch_bounds__(kWarps * 32) prefill_kernel(const PrefillAttnA
   };
   load_kv(0, 0);
   cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+  uint32_t qf[KSTEPS][4];
+#pragma unroll
+  for (int kk = 0; kk < KSTEPS; ++kk) {
+    const int r = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, c = kk * 2 + (lane >> 4);
+    ldmatrix_x4(smem_addr(qs) + tile_off<HD>(r, c), qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+  }
+  __syncthreads();  // every warp holds its Q fragments before stage 1 is refilled
 
   const int g = lane >> 2, c4 = lane & 3;
   // This thread's two rows (g and g + 8 of the warp's 16) and their positions.
   const int qpos0 = a.p0 + t0 + warp * 16 + g, qpos1 = qpos0 + 8;
   const float sl2 = a.scale * 1.4426950408889634f;  // exp(x·scale) = exp2(x·sl2)
 
-  uint32_t qf[KSTEPS][4];
   float o[DTILES][4];
 #pragma unroll
   for (int d = 0; d < DTILES; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
@@ -124,13 +134,6 @@ __global__ void __launch_bounds__(kWarps * 32) prefill_kernel(const PrefillAttnA
       cp_async_wait<0>();
     }
     __syncthreads();
-    if (j == 0) {
-#pragma unroll
-      for (int kk = 0; kk < KSTEPS; ++kk) {
-        const int r = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, c = kk * 2 + (lane >> 4);
-        ldmatrix_x4(smem_addr(qs) + tile_off<HD>(r, c), qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
-      }
-    }
     const uint32_t kb = smem_addr(ks + (j & 1) * TILE_BYTES), vb = smem_addr(vs + (j & 1) * TILE_BYTES);
     const int k0 = j * kKeyTile;
     const bool diagonal = k0 + kKeyTile - 1 > a.p0 + t0 + warp * 16;  // warp-uniform
@@ -225,7 +228,7 @@ __global__ void __launch_bounds__(kWarps * 32) prefill_kernel(const PrefillAttnA
 
 template <int HD>
 void launch_prefill(const PrefillAttnArgs& a, cudaStream_t stream) {
-  constexpr size_t smem = (kRowsPerBlock + 4 * kKeyTile) * HD * 2;
+  constexpr size_t smem = 4 * kKeyTile * HD * 2;  // three blocks per SM at HD 128
   static bool configured = false;  // the shared-memory opt-in, once per process
   if (!configured) {
     const cudaError_t e =
