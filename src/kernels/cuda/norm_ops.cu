@@ -213,39 +213,43 @@ __global__ void swiglu_interleaved_kernel(const __nv_bfloat16* gu, __nv_bfloat16
   }
 }
 
-// The same written as codes (RowCodes), one block per row: each thread holds NCH runs of 8 outputs
-// in registers (all its loads in flight at once, as add_rmsnorm_vec_kernel), one block maximum,
-// then the codes. kAcc: gate and up are int8dq's int32 products, scaled to bf16 first exactly as
-// scale_int32_to_bf16 does (acc · xs[m] · ws[col]).
-template <int NCH, bool kFloat8, bool kAcc>
-__global__ void __launch_bounds__(1024) swiglu_codes_kernel(const __nv_bfloat16* gu, Int32Rows acc, int F,
-                                                            uint8_t* codes, float* scales) {
+// The same written as codes (RowCodes), one block per row: the row's bf16 outputs go to shared
+// memory while the amax is taken, then are quantized from there. kAcc: gate and up are int8dq's
+// int32 products, scaled to bf16 first exactly as scale_int32_to_bf16 does (acc · xs[m] · ws[col]).
+template <bool kFloat8, bool kAcc>
+__global__ void __launch_bounds__(256) swiglu_codes_kernel(const __nv_bfloat16* gu, Int32Rows acc, int F,
+                                                           uint8_t* codes, float* scales) {
+  extern __shared__ uint4 hs[];  // the row's F bf16 outputs, 8 per entry
   ops::wait_prior();
   ops::allow_dependents();
   const int m = blockIdx.x, nv = F / 8;
-  float y[NCH][8];
   float amax = 0.0f;
-#pragma unroll
-  for (int c = 0; c < NCH; ++c) {
-    const int j = threadIdx.x + c * blockDim.x;
-    if (j < nv) {
-      float g[8], u[8];
-      if constexpr (kAcc) {
-        ops::int32_rows8(acc, m, 2 * F, 16 * j, g);
-        ops::int32_rows8(acc, m, 2 * F, 16 * j + 8, u);
-      } else {
-        const uint4* run = reinterpret_cast<const uint4*>(gu + static_cast<int64_t>(m) * 2 * F) + 2 * j;
-        unpack8(run[0], g);
-        unpack8(run[1], u);
-      }
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        y[c][i] = ops::round_bf16(g[i] / (1.0f + expf(-g[i])) * u[i]);
-        amax = fmaxf(amax, fabsf(y[c][i]));
-      }
+#pragma unroll 2
+  for (int j = threadIdx.x; j < nv; j += blockDim.x) {
+    float g[8], u[8], y[8];
+    if constexpr (kAcc) {
+      ops::int32_rows8(acc, m, 2 * F, 16 * j, g);
+      ops::int32_rows8(acc, m, 2 * F, 16 * j + 8, u);
+    } else {
+      const uint4* run = reinterpret_cast<const uint4*>(gu + static_cast<int64_t>(m) * 2 * F) + 2 * j;
+      unpack8(run[0], g);
+      unpack8(run[1], u);
     }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      y[i] = ops::round_bf16(g[i] / (1.0f + expf(-g[i])) * u[i]);
+      amax = fmaxf(amax, fabsf(y[i]));
+    }
+    hs[j] = make_uint4(pack2(y[0], y[1]), pack2(y[2], y[3]), pack2(y[4], y[5]), pack2(y[6], y[7]));
   }
-  store_row_codes<NCH, kFloat8>(y, ops::block_max(amax), nv, codes + static_cast<int64_t>(m) * F, scales + m);
+  amax = ops::block_max(amax);  // its barrier also orders the shared-memory writes before the reads
+  const float scale = ops::row_quant_scale<kFloat8>(amax), recip = 1.0f / scale;
+  for (int j = threadIdx.x; j < nv; j += blockDim.x) {
+    float y[8];
+    unpack8(hs[j], y);
+    ops::store_codes8<kFloat8>(y, scale, recip, codes + static_cast<int64_t>(m) * F + 8 * j);
+  }
+  if (threadIdx.x == 0) scales[m] = scale;
 }
 
 template <typename T>
@@ -362,19 +366,16 @@ void check_int32_rows(const char* what, const Int32Rows& p) {
            "{}: int32 products need both scales and 16-byte alignment", what);
 }
 
-template <int NCH, bool kFloat8, bool kAcc>
-void launch_swiglu_codes(int threads, const void* gu, const Int32Rows& acc, int M, int F, const RowCodes& q,
-                         cudaStream_t stream) {
-  ops::launch_overlap(!kAcc, "swiglu_interleaved", swiglu_codes_kernel<NCH, kFloat8, kAcc>, M, threads, 0, stream,
-                      static_cast<const __nv_bfloat16*>(gu), acc, F, static_cast<uint8_t*>(q.codes), q.scales);
-}
-
 template <bool kFloat8, bool kAcc>
 void launch_swiglu_codes(const void* gu, const Int32Rows& acc, int M, int F, const RowCodes& q, cudaStream_t stream) {
-  const auto [threads, nch] = vec_shape(F / 8);
-  if (nch == 1) return launch_swiglu_codes<1, kFloat8, kAcc>(threads, gu, acc, M, F, q, stream);
-  if (nch == 2) return launch_swiglu_codes<2, kFloat8, kAcc>(threads, gu, acc, M, F, q, stream);
-  launch_swiglu_codes<4, kFloat8, kAcc>(threads, gu, acc, M, F, q, stream);
+  const size_t smem = static_cast<size_t>(F) * 2;
+  static const bool attr = [] {  // rows up to 32768 values: 64 KB of shared memory
+    return cudaFuncSetAttribute(swiglu_codes_kernel<kFloat8, kAcc>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                64 << 10) == cudaSuccess;
+  }();
+  LB_CHECK(attr || smem <= (48 << 10), "swiglu_interleaved: rows of {} values need more shared memory", F);
+  ops::launch_overlap(!kAcc, "swiglu_interleaved", swiglu_codes_kernel<kFloat8, kAcc>, M, 256, smem, stream,
+                      static_cast<const __nv_bfloat16*>(gu), acc, F, static_cast<uint8_t*>(q.codes), q.scales);
 }
 
 template <bool kAcc>
