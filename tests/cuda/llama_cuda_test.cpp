@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "../support/gpu.h"
 #include "lowbit/core/file_io.h"
 #include "lowbit/core/safetensors.h"
 #include "lowbit/eval/perplexity.h"
@@ -23,10 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
+using test::have_gpu;
 
 fs::path model_dir() {
   if (const char* e = std::getenv("LOWBIT_MODEL_DIR"); e && *e) return e;

@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "../support/gpu.h"
 #include "kernels/cuda/llama_ops.h"
 #include "kernels/cuda/scaled_gemm.h"
 #include "kernels/cuda/weight_gemv.h"
@@ -20,13 +21,6 @@
 
 namespace lowbit::cuda {
 namespace {
-
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-#define REQUIRE_GPU() \
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device"
 
 template <typename T>
 struct Dev {

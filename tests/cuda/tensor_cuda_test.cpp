@@ -7,16 +7,14 @@
 #include <random>
 #include <vector>
 
+#include "../support/gpu.h"
 #include "core/cuda_runtime.h"
 #include "lowbit/core/tensor.h"
 
 namespace lowbit {
 namespace {
 
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
+using test::have_gpu;
 
 std::vector<float> random_values(int64_t n, uint32_t seed) {
   std::mt19937 rng(seed);

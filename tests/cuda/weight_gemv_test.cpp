@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "../support/gpu.h"
 #include "kernels/cuda/llama_ops.h"
 #include "kernels/cuda/weight_gemv.h"
 #include "lowbit/core/error.h"
@@ -21,14 +22,6 @@ namespace lowbit::cuda {
 namespace {
 
 #define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call
-
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
-#define REQUIRE_GPU() \
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device"
 
 // A device copy of a host vector, freed on scope exit.
 template <typename T>

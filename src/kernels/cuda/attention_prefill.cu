@@ -1,10 +1,11 @@
 // Causal prefill attention over the KV cache on the tensor cores (flash-attention style): a block
 // takes 64 query rows of one head (16 per warp) and walks the visible keys in tiles of 64, staged in
 // shared memory by cp.async two tiles deep (the Q tile passes through the second stage's key
-// buffer into registers first, so a block takes 64 KB at HD 128 and three fit on an SM). Scores S = Q·Kᵀ and the product P·V run as bf16
-// mma.sync m16n8k16 with float32 accumulators; the online softmax keeps a running max and sum per
-// row in registers, and the probabilities go from the score accumulators straight into the A
-// fragments of P·V (the accumulator layout of two n8 tiles is the A layout of one k16 step).
+// buffer into registers first, so a block takes 64 KB at HD 128 and three fit on an SM). Scores
+// S = Q·Kᵀ and the product P·V run as bf16 mma.sync m16n8k16 with float32 accumulators; the online
+// softmax keeps a running max and sum per row in registers, and the probabilities go from the score
+// accumulators straight into the A fragments of P·V (the accumulator layout of two n8 tiles is the
+// A layout of one k16 step).
 // Shared-memory rows are XOR-swizzled in 16-byte chunks so ldmatrix reads are conflict-free.
 // Keys past the visible range are zero-filled (no stale cache values reach the sums) and masked;
 // only a key tile that crosses a warp's diagonal is masked. Blocks of later query tiles (more keys)
