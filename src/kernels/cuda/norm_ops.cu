@@ -163,6 +163,10 @@ __global__ void __launch_bounds__(1024) add_rmsnorm_vec_kernel(float* x, const _
   }
 }
 
+// silu(g) · u with the fast exponential and division (a few ulp of float32 from g / (1 + e^-g) · u;
+// the bf16 rounding that follows absorbs nearly all of it). e^-g overflowing gives silu = −0.
+__device__ __forceinline__ float silu_mul(float g, float u) { return __fdividef(g, 1.0f + __expf(-g)) * u; }
+
 __global__ void swiglu_kernel(const __nv_bfloat16* gu, __nv_bfloat16* h, int F, int64_t total) {
   ops::wait_prior();
   ops::allow_dependents();
@@ -170,7 +174,7 @@ __global__ void swiglu_kernel(const __nv_bfloat16* gu, __nv_bfloat16* h, int F, 
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t m = e / F, j = e % F;
     const float g = bf(gu[m * 2 * F + j]), u = bf(gu[m * 2 * F + F + j]);
-    h[e] = __float2bfloat16_rn(g / (1.0f + expf(-g)) * u);
+    h[e] = __float2bfloat16_rn(silu_mul(g, u));
   }
 }
 
@@ -187,7 +191,7 @@ __global__ void swiglu_vec_kernel(const __nv_bfloat16* gu, __nv_bfloat16* h, int
     unpack8(row[j], g);
     unpack8(row[F8 + j], u);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    for (int i = 0; i < 8; ++i) y[i] = silu_mul(g[i], u[i]);
     reinterpret_cast<uint4*>(h)[e] =
         make_uint4(pack2(y[0], y[1]), pack2(y[2], y[3]), pack2(y[4], y[5]), pack2(y[6], y[7]));
   }
@@ -207,25 +211,31 @@ __global__ void swiglu_interleaved_kernel(const __nv_bfloat16* gu, __nv_bfloat16
     unpack8(run[0], g);
     unpack8(run[1], u);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    for (int i = 0; i < 8; ++i) y[i] = silu_mul(g[i], u[i]);
     reinterpret_cast<uint4*>(h)[e] =
         make_uint4(pack2(y[0], y[1]), pack2(y[2], y[3]), pack2(y[4], y[5]), pack2(y[6], y[7]));
   }
 }
 
-// The same written as codes (RowCodes), one block per row: the row's bf16 outputs go to shared
-// memory while the amax is taken, then are quantized from there. kAcc: gate and up are int8dq's
-// int32 products, scaled to bf16 first exactly as scale_int32_to_bf16 does (acc · xs[m] · ws[col]).
+// The same written as codes (RowCodes), one block of kCodeThreads per row: the row's bf16 outputs
+// are kept (a thread's first run in registers, the rest in shared memory) while the amax is taken,
+// then quantized from there. Four blocks fit on an SM (64 registers a thread), so 2048 rows run in
+// four even waves (with seven blocks a third wave ran a fifth full; one row per block of 128
+// threads, eight per SM, left too few loads in flight for the int32 products).
+// kAcc: gate and up are int8dq's int32 products, scaled to bf16 first exactly as
+// scale_int32_to_bf16 does (acc · xs[m] · ws[col]).
+constexpr int kCodeThreads = 256;
 template <bool kFloat8, bool kAcc>
-__global__ void __launch_bounds__(256) swiglu_codes_kernel(const __nv_bfloat16* gu, Int32Rows acc, int F,
-                                                           uint8_t* codes, float* scales) {
-  extern __shared__ uint4 hs[];  // the row's F bf16 outputs, 8 per entry
+__global__ void __launch_bounds__(kCodeThreads, 4) swiglu_codes_kernel(const __nv_bfloat16* gu, Int32Rows acc,
+                                                                       int F, uint8_t* codes, float* scales) {
+  extern __shared__ uint4 hs[];  // runs kCodeThreads .. nv − 1 of the row's bf16 outputs, 8 per entry
   ops::wait_prior();
   ops::allow_dependents();
   const int m = blockIdx.x, nv = F / 8;
   float amax = 0.0f;
-#pragma unroll 2
-  for (int j = threadIdx.x; j < nv; j += blockDim.x) {
+  uint4 first = make_uint4(0, 0, 0, 0);  // run threadIdx.x
+#pragma unroll 4
+  for (int j = threadIdx.x; j < nv; j += kCodeThreads) {
     float g[8], u[8], y[8];
     if constexpr (kAcc) {
       ops::int32_rows8(acc, m, 2 * F, 16 * j, g);
@@ -237,16 +247,21 @@ __global__ void __launch_bounds__(256) swiglu_codes_kernel(const __nv_bfloat16* 
     }
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      y[i] = ops::round_bf16(g[i] / (1.0f + expf(-g[i])) * u[i]);
+      y[i] = ops::round_bf16(silu_mul(g[i], u[i]));
       amax = fmaxf(amax, fabsf(y[i]));
     }
-    hs[j] = make_uint4(pack2(y[0], y[1]), pack2(y[2], y[3]), pack2(y[4], y[5]), pack2(y[6], y[7]));
+    const uint4 p = make_uint4(pack2(y[0], y[1]), pack2(y[2], y[3]), pack2(y[4], y[5]), pack2(y[6], y[7]));
+    if (j < kCodeThreads)
+      first = p;
+    else
+      hs[j - kCodeThreads] = p;
   }
   amax = ops::block_max(amax);  // its barrier also orders the shared-memory writes before the reads
   const float scale = ops::row_quant_scale<kFloat8>(amax), recip = 1.0f / scale;
-  for (int j = threadIdx.x; j < nv; j += blockDim.x) {
+#pragma unroll 4
+  for (int j = threadIdx.x; j < nv; j += kCodeThreads) {
     float y[8];
-    unpack8(hs[j], y);
+    unpack8(j < kCodeThreads ? first : hs[j - kCodeThreads], y);
     ops::store_codes8<kFloat8>(y, scale, recip, codes + static_cast<int64_t>(m) * F + 8 * j);
   }
   if (threadIdx.x == 0) scales[m] = scale;
@@ -368,13 +383,13 @@ void check_int32_rows(const char* what, const Int32Rows& p) {
 
 template <bool kFloat8, bool kAcc>
 void launch_swiglu_codes(const void* gu, const Int32Rows& acc, int M, int F, const RowCodes& q, cudaStream_t stream) {
-  const size_t smem = static_cast<size_t>(F) * 2;
-  static const bool attr = [] {  // rows up to 32768 values: 64 KB of shared memory
+  const size_t smem = static_cast<size_t>(std::max(F / 8 - kCodeThreads, 0)) * 16;
+  static const bool attr = [] {  // rows up to 32768 values: 60 KB of shared memory
     return cudaFuncSetAttribute(swiglu_codes_kernel<kFloat8, kAcc>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 64 << 10) == cudaSuccess;
   }();
   LB_CHECK(attr || smem <= (48 << 10), "swiglu_interleaved: rows of {} values need more shared memory", F);
-  ops::launch_overlap(!kAcc, "swiglu_interleaved", swiglu_codes_kernel<kFloat8, kAcc>, M, 256, smem, stream,
+  ops::launch_overlap(!kAcc, "swiglu_interleaved", swiglu_codes_kernel<kFloat8, kAcc>, M, kCodeThreads, smem, stream,
                       static_cast<const __nv_bfloat16*>(gu), acc, F, static_cast<uint8_t*>(q.codes), q.scales);
 }
 
