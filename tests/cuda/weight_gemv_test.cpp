@@ -1,6 +1,7 @@
 // The decode weight kernels (src/kernels/cuda/weight_gemv.h) against host fp32 references on odd
 // shapes, every tile configuration, M = 1..16; exact checks where the math is integer or where one
-// weight alone makes each output (one-hot activations), and bit-exact activation quantization.
+// weight alone makes each output (one-hot activations), and bit-exact activation quantization; and
+// int8dq's Hopper prefill product (scaled_gemm.h), exact against the host's integer sums.
 // Needs a GPU: built into lowbit_cuda_tests (ctest label `cuda`); skips when no device is present.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 
 #include "../support/gpu.h"
 #include "kernels/cuda/llama_ops.h"
+#include "kernels/cuda/scaled_gemm.h"
 #include "kernels/cuda/weight_gemv.h"
 #include "lowbit/core/error.h"
 #include "lowbit/core/float_formats.h"
@@ -518,6 +520,45 @@ TEST(CudaGemv, Int8DynamicBitExact) {
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       EXPECT_EQ(y.get(), ref) << "two-step M=" << M;
     }
+  }
+}
+
+// int8dq's prefill product on Hopper (int8_gemm_bf16): exact int32 sums scaled as the CPU scales
+// them, bit for bit; row tails (M not a multiple of 128), several k-slices round the ring, more tiles
+// than SMs (CTAs walking several tiles), a row stride wider than N (the columns past N untouched).
+TEST(CudaGemm, Int8WithScaledEpilogueBitExact) {
+  REQUIRE_GPU();
+  if (!int8_gemm_bf16_ok(128, 256, 128, 256)) GTEST_SKIP() << "int8_gemm_bf16 needs an sm_90 GPU and sm_90a code";
+  EXPECT_FALSE(int8_gemm_bf16_ok(128, 384, 128, 384));  // N not a multiple of 256
+  EXPECT_FALSE(int8_gemm_bf16_ok(128, 256, 192, 256));  // K not a multiple of 128
+  EXPECT_FALSE(int8_gemm_bf16_ok(128, 256, 128, 260));  // rows of y not 16-byte aligned
+  struct Shape { int M, N, K; int64_t ldy; };
+  const Shape shapes[] = {{1, 256, 128, 256}, {300, 512, 384, 512}, {129, 768, 640, 776}, {77, 256, 4096, 256},
+                          {1030, 4096, 128, 4096}};
+  std::mt19937 rng(17);
+  std::uniform_int_distribution<int> code(-127, 127);
+  std::uniform_real_distribution<float> scale(1e-4f, 3e-3f);
+  for (const Shape& s : shapes) {
+    std::vector<int8_t> xq(size_t(s.M) * s.K), wq(size_t(s.N) * s.K);
+    std::vector<float> xs(s.M), ws(s.N);
+    for (auto& v : xq) v = static_cast<int8_t>(code(rng));
+    for (auto& v : wq) v = static_cast<int8_t>(code(rng));
+    for (auto& v : xs) v = scale(rng);
+    for (auto& v : ws) v = scale(rng);
+    std::vector<uint16_t> ref(size_t(s.M) * s.ldy, 0xffff);
+    for (int m = 0; m < s.M; ++m)
+      for (int n = 0; n < s.N; ++n) {
+        int32_t acc = 0;
+        for (int k = 0; k < s.K; ++k) acc += int32_t(xq[size_t(m) * s.K + k]) * wq[size_t(n) * s.K + k];
+        ref[size_t(m) * s.ldy + n] = f32_to_bf16(static_cast<float>(acc) * xs[m] * ws[n]);
+      }
+    Dev<int8_t> dx(xq), dw(wq);
+    Dev<float> dxs(xs), dws(ws);
+    Dev<uint16_t> y(ref.size());
+    y.poison();
+    int8_gemm_bf16(dx.p, dxs.p, dw.p, dws.p, y.p, s.M, s.N, s.K, s.ldy, nullptr);
+    CUDA_OK(cudaDeviceSynchronize());
+    EXPECT_EQ(y.get(), ref) << "M=" << s.M << " N=" << s.N << " K=" << s.K << " ldy=" << s.ldy;
   }
 }
 

@@ -341,6 +341,7 @@ cuda::RowCodes LinearExec::input_codes(const std::vector<GpuLinear>& parts, int 
                                                                   static_cast<int>(K), ldy)))
       return {};
     if (f == WFormat::Int8dq) {
+      if (cuda::int8_gemm_bf16_ok(M, N, static_cast<int>(K), ldy)) continue;
       const int64_t chunk = int8_chunk(M, N);
       if (!int8_ok_ || !wscratch_ || chunk < 16) return {};
       if (!scaled_->has_int8(M, static_cast<int>(chunk), static_cast<int>(K))) return {};
@@ -354,7 +355,9 @@ std::optional<cuda::Int32Rows> LinearExec::run_int32(const GpuLinear& L, const v
                                                      const cuda::RowCodes& xq) {
   const int N = static_cast<int>(L.N), K = static_cast<int>(L.K);
   const bool coded = xq.kind == cuda::RowQuant::Int8;
+  // Where lowbit's own product writes bf16 directly, the bf16 path is the cheaper one.
   if (L.f.fmt != WFormat::Int8dq || (!coded && xq.kind != cuda::RowQuant::None) || M <= cuda::kGemvMaxM ||
+      cuda::int8_gemm_bf16_ok(M, N, K, N) ||
       M > max_rows_ || L.K > max_k_ || !int8_ok_ || !wscratch_ || int8_chunk(M, N) != N ||
       !scaled_->has_int8(M, N, K) || (!coded && !x))
     return std::nullopt;
@@ -435,6 +438,14 @@ void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t 
     if (scaled_->fp8(codes, xs, static_cast<const uint8_t*>(L.w), wscale, y, M, N, K, ldy, stream_)) return;
     LB_CHECK(!coded, "linear: no FP8 algorithm for rows input_codes quantized");
     fp8_ok_ = false;  // no FP8 algorithm here: the dequantized path below from now on
+  }
+  if (!y_f32 && L.f.fmt == WFormat::Int8dq && cuda::int8_gemm_bf16_ok(M, N, K, ldy)) {
+    // Hopper: the int8 tensor cores with the scales applied in the product's epilogue.
+    auto* codes = static_cast<int8_t*>(coded ? xq.codes : xscratch_);
+    const float* xs = coded ? xq.scales : xs_;
+    if (!coded) cuda::quantize_rows_int8(x, M, K, codes, xs_, stream_);
+    cuda::int8_gemm_bf16(codes, xs, static_cast<const int8_t*>(L.w), wscale, y, M, N, K, ldy, stream_);
+    return;
   }
   if (!y_f32 && int8_ok_ && L.f.fmt == WFormat::Int8dq && wscratch_) {
     // int8 tensor cores, int32 products in the scratch (row chunks), scaled to bf16.

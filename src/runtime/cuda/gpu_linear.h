@@ -65,8 +65,9 @@ void randomize(GpuLinear& dst, uint64_t seed, float std, cudaStream_t stream);
 
 // Runs products on one stream; owns the cuBLAS handles and the scratch buffers. Prefill (more than
 // 16 rows): bf16 weights through cuBLAS; float8dq-row through cuBLASLt's FP8 GEMM on e4m3
-// activations with both scale vectors in its epilogue; int8dq through cuBLASLt's int8 GEMM (int32 results,
-// scaled to bf16 by a light kernel, or left int32 for a consumer that scales them: run_int32); the
+// activations with both scale vectors in its epilogue; int8dq on Hopper through lowbit's own int8
+// product with the scales in its epilogue (int8_gemm_bf16), elsewhere through cuBLASLt's int8 GEMM (int32
+// results, scaled to bf16 by a light kernel, or left int32 for a consumer that scales them: run_int32); the
 // weight-only formats from their staged bf16 rows (stage), else dequantized into the bf16 scratch
 // in row chunks, each multiplied by cuBLAS. Inputs may arrive already quantized (input_codes).
 class LinearExec {
@@ -100,7 +101,8 @@ class LinearExec {
   // taking cuda::Int32Rows): acc [M, N] int32 = codes · Wᵀ in this executor's scratch, valid until
   // the next run; run() would give bf16(acc · xscale[m] · wscale[n]). The codes are xq when given
   // (kind Int8), else x quantized here. nullopt (nothing run) where the one-GEMM int8 path does not
-  // apply (other formats, M ≤ 16, no algorithm, a scratch too small for [M, N]).
+  // apply (other formats, M ≤ 16, no algorithm, a scratch too small for [M, N]) or where
+  // int8_gemm_bf16 runs (run() then writes bf16 in one kernel).
   std::optional<cuda::Int32Rows> run_int32(const GpuLinear& L, const void* x, int M, const cuda::RowCodes& xq = {});
 
   // Prefill of the weight-only formats (int8wo, float8wo, int4wo): dequantizes `ws` into the next of
