@@ -439,7 +439,8 @@ void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t 
     LB_CHECK(!coded, "linear: no FP8 algorithm for rows input_codes quantized");
     fp8_ok_ = false;  // no FP8 algorithm here: the dequantized path below from now on
   }
-  if (!y_f32 && L.f.fmt == WFormat::Int8dq && cuda::int8_gemm_bf16_ok(M, N, K, ldy)) {
+  if (!y_f32 && L.f.fmt == WFormat::Int8dq && cuda::int8_gemm_bf16_ok(M, N, K, ldy) &&
+      reinterpret_cast<uintptr_t>(y) % 16 == 0) {
     // Hopper: the int8 tensor cores with the scales applied in the product's epilogue.
     auto* codes = static_cast<int8_t*>(coded ? xq.codes : xscratch_);
     const float* xs = coded ? xq.scales : xs_;
