@@ -4,11 +4,12 @@
 //
 // One CTA per SM walks 128 × 256 output tiles (M fastest, so concurrent CTAs share W tiles in L2).
 // Warp specialisation: one thread of warpgroup 0 issues TMA loads of 128-byte k-slices (128-byte
-// swizzle) into a three-stage shared-memory ring guarded by mbarriers; warpgroups 1 and 2 each
+// swizzle) into a four-stage shared-memory ring guarded by mbarriers; warpgroups 1 and 2 each
 // issue wgmma m64n256k32 on their 64 rows of the tile. The epilogue scales the accumulators to
-// bf16, writes them into a swizzled staging buffer with stmatrix, and one thread hands it to TMA
-// stores, which overlap the next tile's products (rows past M are clipped by the tensor map).
-// The tile's scales are copied into shared memory (cp.async) while its products run.
+// bf16 and writes them, half the tile's columns at a time, into a swizzled staging buffer with
+// stmatrix; one thread hands each half to TMA stores, the second of which overlaps the next tile's
+// products (rows past M are clipped by the tensor map). The tile's scales are copied into shared
+// memory (cp.async) while its products run.
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
@@ -18,10 +19,11 @@
 namespace lowbit::cuda {
 namespace {
 
-constexpr int kBM = 128, kBN = 256, kBK = 128, kStages = 3, kThreads = 384;
+constexpr int kBM = 128, kBN = 256, kBK = 128, kStages = 4, kThreads = 384;
 constexpr int kABytes = kBM * kBK, kStageBytes = kABytes + kBN * kBK;
-constexpr int kSlab = kBM * 128;  // staging: four slabs of 64 columns (128 bytes) × 128 rows
-constexpr size_t kSmem = kStages * kStageBytes + 4 * kSlab + 2 * kStages * 8 + 2 * (kBN + kBM) * 4 + 1024;
+constexpr int kSlab = kBM * 128;  // staging: two slabs of 64 columns (128 bytes) × 128 rows, half a tile
+// 232,000 bytes of the 232,448 a block may have.
+constexpr size_t kSmem = kStages * kStageBytes + 2 * kSlab + 2 * kStages * 8 + (kBN + kBM) * 4 + 1024;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 __device__ __forceinline__ uint32_t su32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
@@ -102,10 +104,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   unsigned char* ebuf = smem + kStages * kStageBytes;
-  uint64_t* full = reinterpret_cast<uint64_t*>(ebuf + 4 * kSlab);
+  uint64_t* full = reinterpret_cast<uint64_t*>(ebuf + 2 * kSlab);
   uint64_t* empty = full + kStages;
-  float* sws = reinterpret_cast<float*>(empty + kStages);  // [2][kBN]: the tile's weight scales, by tile parity
-  float* sxs = sws + 2 * kBN;                              // [2][kBM]: its row scales
+  // The tile's weight and row scales; every consumer has read the last tile's before the barrier
+  // that ends its epilogue, after which the next tile's copies start.
+  float* sws = reinterpret_cast<float*>(empty + kStages);  // [kBN]
+  float* sxs = sws + kBN;                                  // [kBM]
   const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
   const int MT = (M + kBM - 1) / kBM, T = MT * (N / kBN), nk = K / kBK;
   if (threadIdx.x == 0) {
@@ -140,11 +144,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int srow = c * 64 + 16 * w + ((l >> 3) & 1) * 8 + (l & 7), sblk = l >> 4;
   const uint32_t ebase = su32(ebuf) + srow * 128;
   const int lr0 = c * 64 + 16 * w + l / 4;  // the accumulator rows of this lane: lr0 and lr0 + 8
-  int g = 0, it = 0;
-  for (int t = blockIdx.x; t < T; t += gridDim.x, ++it) {
-    const int m0 = (t % MT) * kBM, n0 = (t / MT) * kBN, buf = it & 1;
-    cp_async4(sws + buf * kBN + ct, ws + n0 + ct, true);
-    if (ct < kBM) cp_async4(sxs + buf * kBM + ct, xs + min(m0 + ct, M - 1), m0 + ct < M);
+  int g = 0;
+  for (int t = blockIdx.x; t < T; t += gridDim.x) {
+    const int m0 = (t % MT) * kBM, n0 = (t / MT) * kBN;
+    cp_async4(sws + ct, ws + n0 + ct, true);
+    if (ct < kBM) cp_async4(sxs + ct, xs + min(m0 + ct, M - 1), m0 + ct < M);
     asm volatile("cp.async.commit_group;\n" ::: "memory");
     int32_t acc[128];
 #pragma unroll
@@ -165,25 +169,31 @@ __global__ void __launch_bounds__(kThreads, 1)
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     if (storer) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");  // the last tile's stores read ebuf
     sync_consumers();
-    const float* wsb = sws + buf * kBN;
-    const float sx0 = sxs[buf * kBM + lr0], sx1 = sxs[buf * kBM + lr0 + 8];
+    const float sx0 = sxs[lr0], sx1 = sxs[lr0 + 8];
 #pragma unroll
-    for (int j = 0; j < 32; j += 2) {
-      const float2 w0 = *reinterpret_cast<const float2*>(wsb + 8 * j + 2 * (l & 3));
-      const float2 w1 = *reinterpret_cast<const float2*>(wsb + 8 * (j + 1) + 2 * (l & 3));
-      const uint32_t r0 = scaled_pair(acc[4 * j], acc[4 * j + 1], sx0, w0);
-      const uint32_t r1 = scaled_pair(acc[4 * j + 2], acc[4 * j + 3], sx1, w0);
-      const uint32_t r2 = scaled_pair(acc[4 * j + 4], acc[4 * j + 5], sx0, w1);
-      const uint32_t r3 = scaled_pair(acc[4 * j + 6], acc[4 * j + 7], sx1, w1);
-      const int jj = j + sblk;
-      stmatrix4(ebase + (jj >> 3) * kSlab + (((jj & 7) ^ (srow & 7)) * 16), r0, r1, r2, r3);
-    }
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // visible to the TMA stores
-    sync_consumers();
-    if (storer) {
+    for (int h = 0; h < 2; ++h) {  // columns 128h .. 128h + 127
+      if (h == 1) {
+        if (storer) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");  // the first half is read
+        sync_consumers();
+      }
 #pragma unroll
-      for (int sl = 0; sl < 4; ++sl) tma_store(&tmY, ebuf + sl * kSlab, n0 + 64 * sl, m0);
-      asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+      for (int j = 16 * h; j < 16 * h + 16; j += 2) {
+        const float2 w0 = *reinterpret_cast<const float2*>(sws + 8 * j + 2 * (l & 3));
+        const float2 w1 = *reinterpret_cast<const float2*>(sws + 8 * (j + 1) + 2 * (l & 3));
+        const uint32_t r0 = scaled_pair(acc[4 * j], acc[4 * j + 1], sx0, w0);
+        const uint32_t r1 = scaled_pair(acc[4 * j + 2], acc[4 * j + 3], sx1, w0);
+        const uint32_t r2 = scaled_pair(acc[4 * j + 4], acc[4 * j + 5], sx0, w1);
+        const uint32_t r3 = scaled_pair(acc[4 * j + 6], acc[4 * j + 7], sx1, w1);
+        const int jj = j - 16 * h + sblk;
+        stmatrix4(ebase + (jj >> 3) * kSlab + (((jj & 7) ^ (srow & 7)) * 16), r0, r1, r2, r3);
+      }
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // visible to the TMA stores
+      sync_consumers();
+      if (storer) {
+        tma_store(&tmY, ebuf, n0 + 128 * h, m0);
+        tma_store(&tmY, ebuf + kSlab, n0 + 128 * h + 64, m0);
+        asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+      }
     }
   }
   if (storer) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
