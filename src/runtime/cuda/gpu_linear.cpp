@@ -439,20 +439,18 @@ void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t 
     LB_CHECK(!coded, "linear: no FP8 algorithm for rows input_codes quantized");
     fp8_ok_ = false;  // no FP8 algorithm here: the dequantized path below from now on
   }
-  if (!y_f32 && L.f.fmt == WFormat::Int8dq && cuda::int8_gemm_bf16_ok(M, N, K, ldy) &&
-      reinterpret_cast<uintptr_t>(y) % 16 == 0) {
-    // Hopper: the int8 tensor cores with the scales applied in the product's epilogue.
+  const bool own_int8 = L.f.fmt == WFormat::Int8dq && cuda::int8_gemm_bf16_ok(M, N, K, ldy) &&
+                        reinterpret_cast<uintptr_t>(y) % 16 == 0;
+  if (!y_f32 && L.f.fmt == WFormat::Int8dq && (own_int8 || (int8_ok_ && wscratch_))) {
+    // int8 tensor cores: on Hopper lowbit's own product with the scales applied in its epilogue,
+    // elsewhere cuBLASLt's, int32 products in the scratch (row chunks) scaled to bf16.
     auto* codes = static_cast<int8_t*>(coded ? xq.codes : xscratch_);
     const float* xs = coded ? xq.scales : xs_;
     if (!coded) cuda::quantize_rows_int8(x, M, K, codes, xs_, stream_);
-    cuda::int8_gemm_bf16(codes, xs, static_cast<const int8_t*>(L.w), wscale, y, M, N, K, ldy, stream_);
-    return;
-  }
-  if (!y_f32 && int8_ok_ && L.f.fmt == WFormat::Int8dq && wscratch_) {
-    // int8 tensor cores, int32 products in the scratch (row chunks), scaled to bf16.
-    auto* codes = static_cast<int8_t*>(coded ? xq.codes : xscratch_);
-    const float* xs = coded ? xq.scales : xs_;
-    if (!coded) cuda::quantize_rows_int8(x, M, K, codes, xs_, stream_);
+    if (own_int8) {
+      cuda::int8_gemm_bf16(codes, xs, static_cast<const int8_t*>(L.w), wscale, y, M, N, K, ldy, stream_);
+      return;
+    }
     auto* acc = static_cast<int32_t*>(wscratch_);
     const int64_t chunk = int8_chunk(M, N);
     if (chunk >= 16) {
