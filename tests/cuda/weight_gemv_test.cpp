@@ -11,9 +11,11 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "../support/gpu.h"
+#include "kernels/cuda/int4_gemm.h"
 #include "kernels/cuda/llama_ops.h"
 #include "kernels/cuda/scaled_gemm.h"
 #include "kernels/cuda/weight_gemv.h"
@@ -560,6 +562,51 @@ TEST(CudaGemm, Int8WithScaledEpilogueBitExact) {
     CUDA_OK(cudaDeviceSynchronize());
     EXPECT_EQ(y.get(), ref) << "M=" << s.M << " N=" << s.N << " K=" << s.K << " ldy=" << s.ldy;
   }
+}
+
+// int4wo's prefill product on Hopper (int4_gemm_bf16). On integer weights and activations every
+// partial sum is exact in fp32, so each output is the exact sum rounded once to bf16, bit for bit; on
+// random weights the output matches the double-precision product of the dequantized weights. Row
+// tails, ldy > n, groups 32 to 256, K not a multiple of 128 and more tiles than SMs.
+TEST(CudaGemm, Int4DequantizedInsideTheProduct) {
+  REQUIRE_GPU();
+  if (!int4_gemm_bf16_ok(256, 64, 64)) GTEST_SKIP() << "int4_gemm_bf16 needs an sm_90 GPU and sm_90a code";
+  EXPECT_FALSE(int4_gemm_bf16_ok(384, 64, 64));   // n not a multiple of 256
+  EXPECT_FALSE(int4_gemm_bf16_ok(256, 96, 32));   // K not a multiple of 64
+  EXPECT_FALSE(int4_gemm_bf16_ok(256, 128, 48));  // group not a multiple of 32
+  EXPECT_FALSE(int4_gemm_bf16_ok(256, 192, 128)); // group does not divide K
+  struct Shape { int M, N, K, G; int64_t ldy; };
+  const Shape shapes[] = {{1, 256, 64, 64, 256},     {300, 512, 320, 32, 520},    {129, 768, 640, 128, 768},
+                          {77, 256, 4160, 64, 264},  {1030, 4096, 128, 64, 4096}, {260, 1024, 512, 256, 1024}};
+  std::mt19937 rng(23);
+  std::uniform_int_distribution<int> xi(-4, 4);
+  for (const Shape& s : shapes)
+    for (bool integer : {true, false}) {
+      const auto w = make_int4(s.N, s.K, s.G, rng, integer);
+      std::vector<float> x = random_x(s.M, s.K, rng);
+      if (integer)
+        for (auto& v : x) v = float(xi(rng));
+      const auto ref = reference(x, w.deq, s.M, s.N, s.K);
+      Dev<uint8_t> dp(w.packed), dqp(w.qparams);
+      Dev<uint16_t> dx(to_bf16(x)), y(size_t(s.M) * s.ldy);
+      y.poison();
+      int4_gemm_bf16(dx.p, dp.p, dqp.p, y.p, s.M, s.N, s.K, s.G, s.ldy, nullptr);
+      CUDA_OK(cudaDeviceSynchronize());
+      const auto got = y.get();
+      std::vector<uint16_t> rows(size_t(s.M) * s.N);  // y without its padding columns
+      for (int m = 0; m < s.M; ++m) {
+        for (int n = s.N; n < s.ldy; ++n) ASSERT_EQ(got[size_t(m) * s.ldy + n], 0xffff) << "padding written";
+        for (int n = 0; n < s.N; ++n) rows[size_t(m) * s.N + n] = got[size_t(m) * s.ldy + n];
+      }
+      const std::string where = "M=" + std::to_string(s.M) + " N=" + std::to_string(s.N) + " K=" +
+                                std::to_string(s.K) + " G=" + std::to_string(s.G);
+      if (integer) {
+        for (size_t i = 0; i < rows.size(); ++i)
+          ASSERT_EQ(rows[i], f32_to_bf16(float(ref[i]))) << where << " output " << i;
+      } else {
+        EXPECT_LE(nmse(rows, ref), kNmse) << where;
+      }
+    }
 }
 
 TEST(CudaGemv, Float8Dynamic) {

@@ -26,6 +26,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "kernels/cuda/ops_common.cuh"
 #include "kernels/cuda/weight_gemv.h"
 #include "lowbit/core/error.h"
 
@@ -125,30 +126,10 @@ __device__ __forceinline__ void mma_s8(int (&c)[4], uint32_t a0, uint32_t a1, ui
 
 // ------------------------------------------------------------------ conversions to bf16x2
 
-__device__ __forceinline__ uint32_t bf16x2_sub(uint32_t a, uint32_t b) {
-  __nv_bfloat162 r =
-      __hsub2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-  return *reinterpret_cast<uint32_t*>(&r);
-}
-__device__ __forceinline__ uint32_t bf16x2_mul(uint32_t a, uint32_t b) {
-  __nv_bfloat162 r =
-      __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-  return *reinterpret_cast<uint32_t*>(&r);
-}
-__device__ __forceinline__ uint32_t bf16x2_fma(uint32_t a, uint32_t b, uint32_t c) {
-  __nv_bfloat162 r =
-      __hfma2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b),
-              *reinterpret_cast<__nv_bfloat162*>(&c));
-  return *reinterpret_cast<uint32_t*>(&r);
-}
-
-// (a & mask) | bits in one LOP3 (the compiler splits the two constants into two instructions).
-template <uint32_t kMask, uint32_t kBits>
-__device__ __forceinline__ uint32_t and_or(uint32_t a) {
-  uint32_t r;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(a), "n"(kMask), "n"(kBits));
-  return r;
-}
+using ops::and_or;
+using ops::bf16x2_fma;
+using ops::bf16x2_mul;
+using ops::bf16x2_sub;
 
 // Two int8 (bytes 0 and 1 of `pair`, placed at bits 0..7 and 16..23) → bf16x2, exact: with l the
 // low 7 bits, 0x4300 | l is the bf16 128 + l, and subtracting 128 (0x4300) or, for a negative

@@ -10,62 +10,22 @@
 // stmatrix; one thread hands each half to TMA stores, the second of which overlaps the next tile's
 // products (rows past M are clipped by the tensor map). The tile's scales are copied into shared
 // memory (cp.async) while its products run.
-#include <cuda.h>
-#include <cudaTypedefs.h>
-
-#include "kernels/cuda/ops_common.cuh"
 #include "kernels/cuda/scaled_gemm.h"
+#include "kernels/cuda/sm90_common.cuh"
 
 namespace lowbit::cuda {
 namespace {
 
-constexpr int kBM = 128, kBN = 256, kBK = 128, kStages = 4, kThreads = 384;
+using namespace sm90;
+constexpr int kBM = kTileM, kBN = kTileN, kBK = 128, kStages = 4;
 constexpr int kABytes = kBM * kBK, kStageBytes = kABytes + kBN * kBK;
-constexpr int kSlab = kBM * 128;  // staging: two slabs of 64 columns (128 bytes) × 128 rows, half a tile
+// The epilogue stages half a tile at a time: two slabs.
 // 232,000 bytes of the 232,448 a block may have.
 constexpr size_t kSmem = kStages * kStageBytes + 2 * kSlab + 2 * kStages * 8 + (kBN + kBM) * 4 + 1024;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ uint32_t su32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-__device__ __forceinline__ void mbar_init(uint64_t* b, uint32_t n) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(su32(b)), "r"(n));
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* b, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(su32(b)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* b) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(su32(b)) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* b, uint32_t parity) {
-  asm volatile(
-      "{\n.reg .pred p;\nLB_WAIT:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@!p bra LB_WAIT;\n}\n" ::"r"(su32(b)),
-      "r"(parity)
-      : "memory");
-}
-__device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];\n" ::"r"(
-          su32(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(su32(bar)), "r"(c0), "r"(c1)
-      : "memory");
-}
-__device__ __forceinline__ void tma_store(const CUtensorMap* map, const void* src, int c0, int c1) {
-  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n" ::"l"(
-                   reinterpret_cast<uint64_t>(map)),
-               "r"(su32(src)), "r"(c0), "r"(c1)
-               : "memory");
-}
 __device__ __forceinline__ void cp_async4(float* dst, const float* src, bool ok) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(su32(dst)), "l"(src), "r"(ok ? 4 : 0) : "memory");
-}
-__device__ __forceinline__ void sync_consumers() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
-// Shared-memory matrix descriptor of a K-major operand in 128-byte swizzled rows (8-row groups
-// 1024 bytes apart), as TMA's SWIZZLE_128B lays it out.
-__device__ __forceinline__ uint64_t smem_desc(uint32_t saddr) {
-  return (static_cast<uint64_t>((saddr & 0x3FFFF) >> 4)) | (static_cast<uint64_t>(1) << 16) |
-         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
 #define LB_R8(i) "+r"(d[i]), "+r"(d[i + 1]), "+r"(d[i + 2]), "+r"(d[i + 3]), "+r"(d[i + 4]), "+r"(d[i + 5]), "+r"(d[i + 6]), "+r"(d[i + 7])
 #define LB_R32(i) LB_R8(i), LB_R8(i + 8), LB_R8(i + 16), LB_R8(i + 24)
@@ -84,11 +44,6 @@ __device__ __forceinline__ void wgmma_s8_n256(int32_t (&d)[128], uint64_t da, ui
 }
 #undef LB_R32
 #undef LB_R8
-__device__ __forceinline__ void stmatrix4(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
-  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0), "r"(r1),
-               "r"(r2), "r"(r3)
-               : "memory");
-}
 // Two scaled outputs as a bf16 pair: scale_int32_to_bf16's arithmetic.
 __device__ __forceinline__ uint32_t scaled_pair(int32_t a, int32_t b, float sx, float2 sw) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(static_cast<float>(a) * sx * sw.x, static_cast<float>(b) * sx * sw.y);
@@ -139,10 +94,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int c = wg - 1, ct = threadIdx.x - 128;
   const bool storer = ct == 0;
   const int w = tid / 32, l = tid % 32;
-  // stmatrix .x4: lane l gives row l % 8 of matrix l / 8 (matrices: the warp's top and bottom 8 rows
-  // of n8 blocks j and j + 1); its 16-byte chunk sits at chunk ^ (row % 8) in the swizzled slab.
-  const int srow = c * 64 + 16 * w + ((l >> 3) & 1) * 8 + (l & 7), sblk = l >> 4;
-  const uint32_t ebase = su32(ebuf) + srow * 128;
   const int lr0 = c * 64 + 16 * w + l / 4;  // the accumulator rows of this lane: lr0 and lr0 + 8
   int g = 0;
   for (int t = blockIdx.x; t < T; t += gridDim.x) {
@@ -167,100 +118,31 @@ __global__ void __launch_bounds__(kThreads, 1)
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
     if (tid == 0) mbar_arrive(&empty[(g - 1) % kStages]);
     asm volatile("cp.async.wait_all;\n" ::: "memory");
-    if (storer) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");  // the last tile's stores read ebuf
-    sync_consumers();
-    const float sx0 = sxs[lr0], sx1 = sxs[lr0 + 8];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {  // columns 128h .. 128h + 127
-      if (h == 1) {
-        if (storer) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");  // the first half is read
-        sync_consumers();
-      }
-#pragma unroll
-      for (int j = 16 * h; j < 16 * h + 16; j += 2) {
-        const float2 w0 = *reinterpret_cast<const float2*>(sws + 8 * j + 2 * (l & 3));
-        const float2 w1 = *reinterpret_cast<const float2*>(sws + 8 * (j + 1) + 2 * (l & 3));
-        const uint32_t r0 = scaled_pair(acc[4 * j], acc[4 * j + 1], sx0, w0);
-        const uint32_t r1 = scaled_pair(acc[4 * j + 2], acc[4 * j + 3], sx1, w0);
-        const uint32_t r2 = scaled_pair(acc[4 * j + 4], acc[4 * j + 5], sx0, w1);
-        const uint32_t r3 = scaled_pair(acc[4 * j + 6], acc[4 * j + 7], sx1, w1);
-        const int jj = j - 16 * h + sblk;
-        stmatrix4(ebase + (jj >> 3) * kSlab + (((jj & 7) ^ (srow & 7)) * 16), r0, r1, r2, r3);
-      }
-      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // visible to the TMA stores
-      sync_consumers();
-      if (storer) {
-        tma_store(&tmY, ebuf, n0 + 128 * h, m0);
-        tma_store(&tmY, ebuf + kSlab, n0 + 128 * h + 64, m0);
-        asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
-      }
-    }
+    store_tile<2>(
+        [&](int j, uint32_t(&r)[4]) {  // called after store_tile's first barrier: every scale copied
+          const float sx0 = sxs[lr0], sx1 = sxs[lr0 + 8];
+          const float2 w0 = *reinterpret_cast<const float2*>(sws + 8 * j + 2 * (l & 3));
+          const float2 w1 = *reinterpret_cast<const float2*>(sws + 8 * (j + 1) + 2 * (l & 3));
+          r[0] = scaled_pair(acc[4 * j], acc[4 * j + 1], sx0, w0);
+          r[1] = scaled_pair(acc[4 * j + 2], acc[4 * j + 3], sx1, w0);
+          r[2] = scaled_pair(acc[4 * j + 4], acc[4 * j + 5], sx0, w1);
+          r[3] = scaled_pair(acc[4 * j + 6], acc[4 * j + 7], sx1, w1);
+        },
+        ebuf, &tmY, m0, n0, c, storer);
   }
   if (storer) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
 #endif
 }
 
-PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
-  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    void* p = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess)
-      p = nullptr;
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
-  }();
-  return fn;
-}
-
-// A row-major [rows, cols] operand of `bytes`-byte elements with row stride `stride` bytes, read or
-// written in boxes of box_cols × box_rows, 128-byte swizzle.
-CUtensorMap tensor_map(const void* p, CUtensorMapDataType type, int64_t rows, int64_t cols, int64_t stride,
-                       int box_cols, int box_rows, CUtensorMapL2promotion promo) {
-  CUtensorMap m;
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(stride)};
-  const cuuint32_t box[2] = {static_cast<cuuint32_t>(box_cols), static_cast<cuuint32_t>(box_rows)};
-  const cuuint32_t es[2] = {1, 1};
-  const CUresult r = encode_fn()(&m, type, 2, const_cast<void*>(p), dims, strides, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                 CU_TENSOR_MAP_SWIZZLE_128B, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS) fail("int8_gemm_bf16: tensor map encoding failed ({})", static_cast<int>(r));
-  return m;
-}
-
-// Whether this process's GPU runs the kernel: an sm_90 device with this build's sm_90a code, and
-// the driver's tensor-map encoder. Decided once, with the shared-memory size set.
-struct Support {
-  bool ok = false;
-  int sms = 0;
-};
-const Support& support() {
-  static const Support s = [] {
-    Support r;
-    int dev = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) ||
-        cudaDeviceGetAttribute(&r.sms, cudaDevAttrMultiProcessorCount, dev)) {
-      (void)cudaGetLastError();
-      return r;
-    }
-    cudaFuncAttributes fa{};
-    if (major != 9 || minor != 0 || cudaFuncGetAttributes(&fa, int8_gemm_kernel) != cudaSuccess ||
-        fa.binaryVersion != 90 || !encode_fn() ||
-        cudaFuncSetAttribute(int8_gemm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(kSmem)) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return r;
-    }
-    r.ok = true;
-    return r;
-  }();
-  return s;
+int sms() {
+  static const int n = support(reinterpret_cast<const void*>(int8_gemm_kernel), kSmem);
+  return n;
 }
 
 }  // namespace
 
 bool int8_gemm_bf16_ok(int M, int n, int K, int64_t ldy) {
-  return M > 0 && n > 0 && n % kBN == 0 && K > 0 && K % kBK == 0 && ldy >= n && ldy % 8 == 0 && support().ok;
+  return M > 0 && n > 0 && n % kBN == 0 && K > 0 && K % kBK == 0 && ldy >= n && ldy % 8 == 0 && sms() > 0;
 }
 
 void int8_gemm_bf16(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, void* y, int M, int n, int K,
@@ -270,11 +152,11 @@ void int8_gemm_bf16(const int8_t* xq, const float* xs, const int8_t* wq, const f
   LB_CHECK(xq && xs && wq && ws && y && reinterpret_cast<uintptr_t>(xq) % 16 == 0 &&
                reinterpret_cast<uintptr_t>(wq) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0,
            "int8_gemm_bf16: null or misaligned operands");
-  const CUtensorMap mx = tensor_map(xq, CU_TENSOR_MAP_DATA_TYPE_UINT8, M, K, K, kBK, kBM, CU_TENSOR_MAP_L2_PROMOTION_L2_256B);
-  const CUtensorMap mw = tensor_map(wq, CU_TENSOR_MAP_DATA_TYPE_UINT8, n, K, K, kBK, kBN, CU_TENSOR_MAP_L2_PROMOTION_L2_256B);
-  const CUtensorMap my = tensor_map(y, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, M, n, ldy * 2, 64, kBM, CU_TENSOR_MAP_L2_PROMOTION_NONE);
+  const CUtensorMap mx = matrix_map("int8_gemm_bf16", xq, CU_TENSOR_MAP_DATA_TYPE_UINT8, M, K, K, kBK, kBM, CU_TENSOR_MAP_L2_PROMOTION_L2_256B);
+  const CUtensorMap mw = matrix_map("int8_gemm_bf16", wq, CU_TENSOR_MAP_DATA_TYPE_UINT8, n, K, K, kBK, kBN, CU_TENSOR_MAP_L2_PROMOTION_L2_256B);
+  const CUtensorMap my = matrix_map("int8_gemm_bf16", y, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, M, n, ldy * 2, 64, kBM, CU_TENSOR_MAP_L2_PROMOTION_NONE);
   const int tiles = (M + kBM - 1) / kBM * (n / kBN);
-  int8_gemm_kernel<<<std::min(tiles, support().sms), kThreads, kSmem, stream>>>(mx, mw, my, M, n, K, xs, ws);
+  int8_gemm_kernel<<<std::min(tiles, sms()), kThreads, kSmem, stream>>>(mx, mw, my, M, n, K, xs, ws);
   ops::check_launch("int8_gemm_bf16");
 }
 

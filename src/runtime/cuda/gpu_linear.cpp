@@ -4,6 +4,7 @@
 #include <cstring>
 #include <variant>
 
+#include "kernels/cuda/int4_gemm.h"
 #include "kernels/cuda/llama_ops.h"
 #include "kernels/cuda/scaled_gemm.h"
 #include "kernels/cuda/weight_gemv.h"
@@ -260,6 +261,8 @@ LinearExec::~LinearExec() {
 }
 
 size_t LinearExec::staged_bytes(const GpuLinear& L) {
+  if (L.f.fmt == WFormat::Int4wo && cuda::int4_gemm_bf16_ok(static_cast<int>(L.N), static_cast<int>(L.K), L.f.group))
+    return 0;  // run() dequantizes it inside lowbit's Hopper product
   const bool weight_only = L.f.fmt == WFormat::Int8wo || L.f.fmt == WFormat::Float8wo || L.f.fmt == WFormat::Int4wo;
   return weight_only ? static_cast<size_t>(2 * L.N * L.K + 255) / 256 * 256 : 0;
 }
@@ -466,6 +469,12 @@ void LinearExec::run(const GpuLinear& L, const void* x, int M, void* y, int64_t 
     }
   }
   LB_CHECK(!coded, "linear: row codes for a product without a quantized kernel");
+  if (!y_f32 && L.f.fmt == WFormat::Int4wo && cuda::int4_gemm_bf16_ok(N, K, L.f.group) && ldy % 8 == 0 &&
+      reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0) {
+    // Hopper: the weights dequantized inside the product, exactly as dequant() would write them.
+    cuda::int4_gemm_bf16(x, L.w, L.aux, y, M, N, K, L.f.group, ldy, stream_);
+    return;
+  }
   // Prefill otherwise: the dynamic schemes' activation math, then bf16 GEMMs over dequantized weight rows.
   const void* xin = x;
   if (L.f.fmt == WFormat::Int8dq || L.f.fmt == WFormat::Float8dq || L.f.fmt == WFormat::Float8dqTensor) {

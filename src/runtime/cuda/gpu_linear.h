@@ -112,7 +112,7 @@ class LinearExec {
   // Other formats and what does not fit are left to run(). Not for captured streams.
   void stage(const std::vector<const GpuLinear*>& ws);
   // Bank bytes a weight takes when staged (its bf16 rows, 256-byte aligned); 0 for the formats
-  // stage() leaves to run().
+  // stage() leaves to run(), and for int4wo weights that int4_gemm_bf16 takes on this GPU.
   static size_t staged_bytes(const GpuLinear& L);
 
  private:

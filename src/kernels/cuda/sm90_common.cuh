@@ -1,0 +1,172 @@
+// Pieces shared by lowbit's Hopper GEMMs (int8_gemm_sm90.cu, int4_gemm_sm90.cu): mbarriers, TMA
+// loads and stores, wgmma shared-memory descriptors, the tile epilogue that stages bf16 outputs with
+// stmatrix and writes them with TMA stores, and the host side's tensor maps and support check.
+//
+// The tiles are 128 rows (tokens) × 256 columns, computed by two consumer warpgroups of 64 rows each
+// (warpgroups 1 and 2 of a 384-thread block; warpgroup 0 produces). Operands are K-major rows of
+// 128 bytes in TMA's 128-byte swizzle: the 16-byte chunk c of row r sits at chunk c ^ (r % 8), rows
+// in groups of 8 that are 1024 bytes apart.
+#pragma once
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/ops_common.cuh"
+
+namespace lowbit::cuda::sm90 {
+
+constexpr int kTileM = 128, kTileN = 256, kThreads = 384;
+constexpr int kSlab = kTileM * 128;  // epilogue staging: 64 bf16 columns (128 bytes) × 128 rows
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ uint32_t su32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ void mbar_init(uint64_t* b, uint32_t n) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(su32(b)), "r"(n));
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* b, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(su32(b)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* b) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(su32(b)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* b, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred p;\nLB_WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@!p bra LB_WAIT;\n}\n" ::"r"(su32(b)),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];\n" ::"r"(
+          su32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(su32(bar)), "r"(c0), "r"(c1)
+      : "memory");
+}
+__device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1, int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], "
+      "[%2];\n" ::"r"(su32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(su32(bar)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+__device__ __forceinline__ void tma_store(const CUtensorMap* map, const void* src, int c0, int c1) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(su32(src)), "r"(c0), "r"(c1)
+               : "memory");
+}
+__device__ __forceinline__ void sync_consumers() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
+// Shared-memory stores of the generic proxy made visible to wgmma and TMA (the async proxy).
+__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Shared-memory matrix descriptor of a K-major operand in 128-byte swizzled rows (8-row groups
+// 1024 bytes apart), as TMA's SWIZZLE_128B lays it out.
+__device__ __forceinline__ uint64_t smem_desc(uint32_t saddr) {
+  return (static_cast<uint64_t>((saddr & 0x3FFFF) >> 4)) | (static_cast<uint64_t>(1) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+__device__ __forceinline__ void stmatrix4(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0), "r"(r1),
+               "r"(r2), "r"(r3)
+               : "memory");
+}
+
+// Writes a consumer warpgroup's 64 × 256 share of the tile at (m0, n0): kSlabs slabs of 64 columns
+// per round through the staging buffer `ebuf`, each round's rows handed to TMA stores by thread
+// `storer` (the last round's stores overlap what follows; the next call waits for their reads).
+// quad(j, r) gives the four bf16 pairs stmatrix takes for n8 blocks j and j + 1 of the accumulator
+// layout (m64nNk*: lane l holds rows l / 4 and l / 4 + 8 of its warp's 16, columns 8j + 2(l % 4) + 0, 1):
+// r[0] row l / 4 block j, r[1] row l / 4 + 8 block j, r[2] and r[3] the same of block j + 1.
+template <int kSlabs, class Quad>
+__device__ __forceinline__ void store_tile(Quad&& quad, unsigned char* ebuf, const CUtensorMap* tmY, int m0, int n0,
+                                           int c, bool storer) {
+  const int w = (threadIdx.x % 128) / 32, l = threadIdx.x % 32;
+  // stmatrix .x4: lane l gives row l % 8 of matrix l / 8 (the warp's top and bottom 8 rows of n8
+  // blocks j and j + 1); its 16-byte chunk sits at chunk ^ (row % 8) in the swizzled slab.
+  const int srow = c * 64 + 16 * w + ((l >> 3) & 1) * 8 + (l & 7), sblk = l >> 4;
+  const uint32_t ebase = su32(ebuf) + srow * 128;
+  constexpr int kBlocks = 8 * kSlabs;  // n8 blocks per round
+#pragma unroll
+  for (int h = 0; h < 4 / kSlabs; ++h) {
+    if (storer) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");  // ebuf's last stores are read
+    sync_consumers();
+#pragma unroll
+    for (int j = kBlocks * h; j < kBlocks * h + kBlocks; j += 2) {
+      uint32_t r[4];
+      quad(j, r);
+      const int jj = j - kBlocks * h + sblk;
+      stmatrix4(ebase + (jj >> 3) * kSlab + (((jj & 7) ^ (srow & 7)) * 16), r[0], r[1], r[2], r[3]);
+    }
+    fence_async_smem();  // visible to the TMA stores
+    sync_consumers();
+    if (storer) {
+#pragma unroll
+      for (int s = 0; s < kSlabs; ++s) tma_store(tmY, ebuf + s * kSlab, n0 + 64 * (kSlabs * h + s), m0);
+      asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+    }
+  }
+}
+#endif
+
+// The driver's tensor-map encoder (null where the driver has none).
+inline PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      p = nullptr;
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+  }();
+  return fn;
+}
+
+// A tensor of `rank` dimensions (dims innermost first, byte strides of the outer ones) read or
+// written in boxes of `box` elements; `what` names the caller in errors.
+inline CUtensorMap tensor_map(const char* what, const void* p, CUtensorMapDataType type, int rank, const cuuint64_t* dims,
+                              const cuuint64_t* strides, const cuuint32_t* box, CUtensorMapSwizzle swizzle,
+                              CUtensorMapL2promotion promo) {
+  CUtensorMap m;
+  const cuuint32_t es[3] = {1, 1, 1};
+  const CUresult r = encode_fn()(&m, type, rank, const_cast<void*>(p), dims, strides, box, es,
+                                 CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) fail("{}: tensor map encoding failed ({})", what, static_cast<int>(r));
+  return m;
+}
+// A row-major [rows, cols] matrix with row stride `stride` bytes in boxes of box_cols × box_rows,
+// 128-byte swizzle.
+inline CUtensorMap matrix_map(const char* what, const void* p, CUtensorMapDataType type, int64_t rows, int64_t cols,
+                              int64_t stride, int box_cols, int box_rows, CUtensorMapL2promotion promo) {
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(stride)};
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(box_cols), static_cast<cuuint32_t>(box_rows)};
+  return tensor_map(what, p, type, 2, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B, promo);
+}
+
+// Whether this process's GPU runs `kernel`: an sm_90 device with this build's sm_90a code, and the
+// driver's tensor-map encoder; sets its dynamic shared memory to `smem`. Returns the SM count, or
+// 0 where it does not run. Call once per kernel (a function-local static).
+inline int support(const void* kernel, size_t smem) {
+  int dev = 0, major = 0, minor = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  cudaFuncAttributes fa{};
+  if (major != 9 || minor != 0 || cudaFuncGetAttributes(&fa, kernel) != cudaSuccess || fa.binaryVersion != 90 ||
+      !encode_fn() ||
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) !=
+          cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return sms;
+}
+
+}  // namespace lowbit::cuda::sm90
