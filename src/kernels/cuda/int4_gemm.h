@@ -5,7 +5,7 @@
 // bf16 rounding agrees but for rare double-rounding ties), and the sums run in fp32 on the bf16 tensor
 // cores: the bf16 product over dequantized rows without those rows going through memory.
 //
-// int4_gemm_bf16_ok: whether it runs here: an sm_90 GPU and this build's sm_90a code; n % 256 == 0,
+// int4_gemm_bf16_ok: whether it runs here: an sm_90 GPU and this build's sm_90a code; n % 128 == 0,
 // K % 64 == 0, group a multiple of 32 dividing K. The call also needs ldy % 8 == 0 and x, y 16-byte
 // aligned. All pointers are device pointers; the call is asynchronous on `stream`.
 #pragma once
