@@ -6,7 +6,7 @@
 #
 # Build on the CPU machine (binaries built there run on the GPU machine; libstdc++ is static):
 #   cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release
-#   cmake --build build-cuda -j2 --target lowbit lowbit_cuda_tests lowbit_gemv_bench
+#   cmake --build build-cuda -j2 --target lowbit lowbit_cuda_tests lowbit_gemv_bench lowbit_prefill_gemm_bench
 # and put into one folder (git-ignored carry/): the binaries (optionally xz-compressed, *.xz), the model
 # sotu-llama-23m/ (or sotu-llama-23m.tar.xz) and validation.txt; then on the GPU machine:
 #   bash scripts/gpu_check.sh carry [--quick]
@@ -20,7 +20,7 @@ QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 LOG=${OUT:-$DIR}
 # Steps to run (comma-separated; default all): tests, bench (batch 1, prompt 128, with the per-op
-# profile), prefill (prompt 2048), batch16 (with the profile), cli (generate/ppl on the real model), torch (PyTorch's
+# profile), prefill (prompt 2048, and lowbit_prefill_gemm_bench where it was built), batch16 (with the profile), cli (generate/ppl on the real model), torch (PyTorch's
 # bf16 decode, torch.compile), sweep (kernel sweep).
 STEPS=${GPU_CHECK_STEPS:-tests,bench,prefill,batch16,cli,torch,sweep}
 [ "$QUICK" = 1 ] && STEPS=${GPU_CHECK_STEPS:-tests,bench,cli}
@@ -41,7 +41,7 @@ for f in "$DIR"/lowbit*.xz; do
   BIN=$WORK
   unxz_to "$f" "$WORK/$(basename "${f%.xz}")" && chmod +x "$WORK/$(basename "${f%.xz}")"
 done
-for f in lowbit lowbit_cuda_tests lowbit_gemv_bench; do
+for f in lowbit lowbit_cuda_tests lowbit_gemv_bench lowbit_prefill_gemm_bench; do
   [ -e "$BIN/$f" ] || [ ! -e "$DIR/$f" ] || cp "$DIR/$f" "$BIN/$f"
 done
 MODEL=$DIR/sotu-llama-23m
@@ -89,6 +89,10 @@ if want prefill; then
   "$BIN/lowbit" bench --device cuda --arch llama-3.1-8b --quant "$SCHEMES" -n 16 --prompt-len 2048 \
     >"$LOG/bench_cuda_p2048.txt" 2>&1 || cuda_bench_rc=1
   cat "$LOG/bench_cuda_p2048.txt"
+  if [ -x "$BIN/lowbit_prefill_gemm_bench" ]; then
+    echo "== int4wo prefill products (lowbit_prefill_gemm_bench, M 2048)"
+    "$BIN/lowbit_prefill_gemm_bench" 2>&1 || cuda_bench_rc=1
+  fi
 fi
 if want batch16; then
   echo "== lowbit bench --device cuda --batch 16 (--profile: GPU time per op)"

@@ -18,11 +18,12 @@ __device__ __forceinline__ uint64_t mix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// N(0, std²) through the inverse normal CDF of a 24-bit uniform, rounded to bf16 (the model's
-// dtype: every scheme quantizes these bf16 values).
+// N(0, std²) through the inverse normal CDF of a 23-bit uniform strictly inside (0, 1), rounded to
+// bf16 (the model's dtype: every scheme quantizes these bf16 values). (With 24 bits the largest
+// draw, 2^24 − 0.5, rounds to 2^24 in fp32: u = 1, an infinite weight.)
 __device__ __forceinline__ float weight_at(uint64_t seed, int64_t i, float std) {
   const uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(i)));
-  const float u = (static_cast<float>(h >> 40) + 0.5f) * (1.0f / 16777216.0f);
+  const float u = (static_cast<float>(h >> 41) + 0.5f) * (1.0f / 8388608.0f);
   return __bfloat162float(__float2bfloat16_rn(normcdfinvf(u) * std));
 }
 
