@@ -346,7 +346,7 @@ __global__ void __launch_bounds__(WK * 32, WK == 8 ? 2 : 4) gemv_kernel(const Ge
       const Acc sg = total(r, m), su = total(r + 8, m);
       const float gv = __bfloat162float(__float2bfloat16_rn(F::epilogue(p, sg, n, m)));
       const float uv = __bfloat162float(__float2bfloat16_rn(F::epilogue(p, su, n + 8, m)));
-      p.y[(size_t)m * (p.N >> 1) + tile0 * 8 + j] = __float2bfloat16_rn(gv / (1.0f + expf(-gv)) * uv);
+      p.y[(size_t)m * (p.N >> 1) + tile0 * 8 + j] = __float2bfloat16_rn(ops::silu_mul(gv, uv));
     }
   } else {
     for (int i = first; i < RT * 16 * p.M; i += step) {

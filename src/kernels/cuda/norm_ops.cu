@@ -163,9 +163,7 @@ __global__ void __launch_bounds__(1024) add_rmsnorm_vec_kernel(float* x, const _
   }
 }
 
-// silu(g) · u with the fast exponential and division (a few ulp of float32 from g / (1 + e^-g) · u;
-// the bf16 rounding that follows absorbs nearly all of it). e^-g overflowing gives silu = −0.
-__device__ __forceinline__ float silu_mul(float g, float u) { return __fdividef(g, 1.0f + __expf(-g)) * u; }
+using ops::silu_mul;
 
 __global__ void swiglu_kernel(const __nv_bfloat16* gu, __nv_bfloat16* h, int F, int64_t total) {
   ops::wait_prior();

@@ -148,6 +148,11 @@ __device__ __forceinline__ uint32_t and_or(uint32_t a) {
   return r;
 }
 
+// silu(g) · u with the fast exponential and division (a few ulp of float32 from g / (1 + e^-g) · u;
+// the bf16 rounding that follows absorbs nearly all of it). e^-g overflowing gives silu = −0. Every
+// SwiGLU on the GPU (the standalone kernels and the decode GEMV's epilogue) computes this.
+__device__ __forceinline__ float silu_mul(float g, float u) { return __fdividef(g, 1.0f + __expf(-g)) * u; }
+
 __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
 
 // Per-row dynamic quantization (quantize_rows_int8 / quantize_rows_float8 of weight_gemv.h, and the
