@@ -33,24 +33,14 @@ static_assert(kSmem <= 232448, "more shared memory than a block may have");
 static_assert(kOffW % 1024 == 0 && kOffE % 1024 == 0, "swizzled buffers are 1024-byte aligned");
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define LB_R8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
-#define LB_R32(i) LB_R8(i), LB_R8(i + 8), LB_R8(i + 16), LB_R8(i + 24)
 // D (64 × 256, f32) += A (64 × 16 bf16, registers) · B (256 × 16 bf16, K-major in shared memory)ᵀ.
 __device__ __forceinline__ void wgmma_rs_bf16_n256(float (&d)[128], const uint32_t (&a)[4], uint64_t db) {
   asm volatile(
       "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
-      "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
-      "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, "
-      "%67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, "
-      "%89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, "
-      "%109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, "
-      "%127}, {%128, %129, %130, %131}, %132, 1, 1, 1, 0;\n"
-      : LB_R32(0), LB_R32(32), LB_R32(64), LB_R32(96)
+      LB_WGMMA_D128 ", {%128, %129, %130, %131}, %132, 1, 1, 1, 0;\n"
+      : LB_WGMMA_D128_RW(LB_RW_FLOAT)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
 }
-#undef LB_R32
-#undef LB_R8
 __device__ __forceinline__ uint32_t bf16_pair(float a, float b) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
   return *reinterpret_cast<const uint32_t*>(&v);
@@ -185,10 +175,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-int sms() {
-  static const int n = support(reinterpret_cast<const void*>(int4_gemm_kernel), kSmem);
-  return n;
-}
+int sms() { return sms_for<int4_gemm_kernel>(kSmem); }
 
 }  // namespace
 

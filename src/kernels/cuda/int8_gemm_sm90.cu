@@ -27,23 +27,13 @@ constexpr size_t kSmem = kStages * kStageBytes + 2 * kSlab + 2 * kStages * 8 + (
 __device__ __forceinline__ void cp_async4(float* dst, const float* src, bool ok) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(su32(dst)), "l"(src), "r"(ok ? 4 : 0) : "memory");
 }
-#define LB_R8(i) "+r"(d[i]), "+r"(d[i + 1]), "+r"(d[i + 2]), "+r"(d[i + 3]), "+r"(d[i + 4]), "+r"(d[i + 5]), "+r"(d[i + 6]), "+r"(d[i + 7])
-#define LB_R32(i) LB_R8(i), LB_R8(i + 8), LB_R8(i + 16), LB_R8(i + 24)
 __device__ __forceinline__ void wgmma_s8_n256(int32_t (&d)[128], uint64_t da, uint64_t db) {
   asm volatile(
       "wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
-      "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
-      "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, "
-      "%67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, "
-      "%89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, "
-      "%109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, "
-      "%127}, %128, %129, 1;\n"
-      : LB_R32(0), LB_R32(32), LB_R32(64), LB_R32(96)
+      LB_WGMMA_D128 ", %128, %129, 1;\n"
+      : LB_WGMMA_D128_RW(LB_RW_INT)
       : "l"(da), "l"(db));
 }
-#undef LB_R32
-#undef LB_R8
 // Two scaled outputs as a bf16 pair: scale_int32_to_bf16's arithmetic.
 __device__ __forceinline__ uint32_t scaled_pair(int32_t a, int32_t b, float sx, float2 sw) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(static_cast<float>(a) * sx * sw.x, static_cast<float>(b) * sx * sw.y);
@@ -134,10 +124,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-int sms() {
-  static const int n = support(reinterpret_cast<const void*>(int8_gemm_kernel), kSmem);
-  return n;
-}
+int sms() { return sms_for<int8_gemm_kernel>(kSmem); }
 
 }  // namespace
 

@@ -21,6 +21,22 @@ namespace lowbit::cuda::sm90 {
 constexpr int kTileM = 128, kTileN = 256, kThreads = 384;
 constexpr int kSlab = kTileM * 128;  // epilogue staging: 64 bf16 columns (128 bytes) × 128 rows
 
+// The 128 accumulator operands of an m64n256 wgmma, %0 .. %127, as its asm text.
+#define LB_WGMMA_D128                                                                                               \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, " \
+  "%24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, "   \
+  "%46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, "   \
+  "%68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, "   \
+  "%90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, "   \
+  "%110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}"
+// Their constraints: d[0 .. 127] read and written, with constraint letter C ("r" or "f").
+#define LB_WGMMA_R8(C, i) \
+  C(d[i]), C(d[i + 1]), C(d[i + 2]), C(d[i + 3]), C(d[i + 4]), C(d[i + 5]), C(d[i + 6]), C(d[i + 7])
+#define LB_WGMMA_R32(C, i) LB_WGMMA_R8(C, i), LB_WGMMA_R8(C, i + 8), LB_WGMMA_R8(C, i + 16), LB_WGMMA_R8(C, i + 24)
+#define LB_WGMMA_D128_RW(C) LB_WGMMA_R32(C, 0), LB_WGMMA_R32(C, 32), LB_WGMMA_R32(C, 64), LB_WGMMA_R32(C, 96)
+#define LB_RW_INT(x) "+r"(x)
+#define LB_RW_FLOAT(x) "+f"(x)
+
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 __device__ __forceinline__ uint32_t su32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 __device__ __forceinline__ void mbar_init(uint64_t* b, uint32_t n) {
@@ -181,6 +197,13 @@ inline int support(const void* kernel, size_t smem) {
     return 0;
   }
   return sms;
+}
+
+// support() for `Kernel`, decided once.
+template <auto Kernel>
+int sms_for(size_t smem) {
+  static const int n = support(reinterpret_cast<const void*>(Kernel), smem);
+  return n;
 }
 
 }  // namespace lowbit::cuda::sm90
