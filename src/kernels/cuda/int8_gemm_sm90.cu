@@ -57,14 +57,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   float* sxs = sws + kBN;                                  // [kBM]
   const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
   const int MT = (M + kBM - 1) / kBM, T = MT * (N / kBN), nk = K / kBK;
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < kStages; ++s) {
-      mbar_init(&full[s], 1);
-      mbar_init(&empty[s], 2);  // one arrival per consumer warpgroup
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
+  init_ring(full, empty, kStages);
   if (wg == 0) {  // the producer
     if (tid == 0) {
       int g = 0;

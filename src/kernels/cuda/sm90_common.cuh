@@ -87,6 +87,18 @@ __device__ __forceinline__ void tma_store(const CUtensorMap* map, const void* sr
 __device__ __forceinline__ void sync_consumers() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
 // Shared-memory stores of the generic proxy made visible to wgmma and TMA (the async proxy).
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// The TMA ring's barriers, set up by thread 0 before any thread goes on: full[s] completes on the
+// producer's arrival and the stage's bytes, empty[s] on one arrival per consumer warpgroup.
+__device__ __forceinline__ void init_ring(uint64_t* full, uint64_t* empty, int stages) {
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], 2);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+}
 // Shared-memory matrix descriptor of a K-major operand in 128-byte swizzled rows (8-row groups
 // 1024 bytes apart), as TMA's SWIZZLE_128B lays it out.
 __device__ __forceinline__ uint64_t smem_desc(uint32_t saddr) {
