@@ -54,10 +54,7 @@ __device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, uint32_t b
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
+using ops::bf16x2_pack;
 
 // Byte offset of (row, 16-byte chunk) in a tile of rows of HD bf16, chunks XOR-swizzled by row.
 template <int HD>
@@ -225,8 +222,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2) prefill_kernel(const PrefillAt
           const float p0 = exp2f(fmaf(s[q][nt][0], sl2, -n0)), p1 = exp2f(fmaf(s[q][nt][1], sl2, -n0));
           const float p2 = exp2f(fmaf(s[q][nt][2], sl2, -n1)), p3 = exp2f(fmaf(s[q][nt][3], sl2, -n1));
           l[q][0] += p0 + p1, l[q][1] += p2 + p3;
-          pf[q][nt >> 1][(nt & 1) * 2] = pack_bf16(p0, p1);
-          pf[q][nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(p2, p3);
+          pf[q][nt >> 1][(nt & 1) * 2] = bf16x2_pack(p0, p1);
+          pf[q][nt >> 1][(nt & 1) * 2 + 1] = bf16x2_pack(p2, p3);
         }
       }
       // O += P·V: V rows are keys, read transposed; two output column tiles per ldmatrix, both groups,
@@ -262,10 +259,10 @@ __global__ void __launch_bounds__(kWarps * 32, 2) prefill_kernel(const PrefillAt
       const int col = d * 8 + 2 * c4;
       if (t_0 < a.T)
         *reinterpret_cast<uint32_t*>(out + ((static_cast<int64_t>(b) * a.T + t_0) * a.H + h) * HD + col) =
-            pack_bf16(o[q][d][0] * inv0, o[q][d][1] * inv0);
+            bf16x2_pack(o[q][d][0] * inv0, o[q][d][1] * inv0);
       if (t_1 < a.T)
         *reinterpret_cast<uint32_t*>(out + ((static_cast<int64_t>(b) * a.T + t_1) * a.H + h) * HD + col) =
-            pack_bf16(o[q][d][2] * inv1, o[q][d][3] * inv1);
+            bf16x2_pack(o[q][d][2] * inv1, o[q][d][3] * inv1);
     }
   }
 }

@@ -12,15 +12,14 @@
 #include <vector>
 
 #include "kernels/cuda/gemv_kernel.cuh"
+#include "kernels/cuda/int4_layout.cuh"
 
 namespace lowbit::cuda {
 namespace detail {
 namespace {
 
-// Pair p (0..3) of a word as bf16x2 128 + q: nibbles 4p and 4p + 16.
-__device__ __forceinline__ uint32_t biased_pair(uint32_t v, int p) {
-  return and_or<0x000f000fu, 0x43004300u>(v >> (4 * p));
-}
+using int4::biased_pair;
+using int4::dequant_pair;
 
 // The weight and qparam streams of the layout.
 struct Int4Layout {
@@ -48,16 +47,15 @@ struct Int4Format : Int4Layout {
   template <int MT>
   __device__ static void mma(const GemvParams&, float (&acc)[MT][4], const WFrag<WL>& f,
                              const uint4 (&x)[MT][XV]) {
-    const uint32_t s0 = __byte_perm(f.qp.x, 0, 0x1010), z0 = __byte_perm(f.qp.x, 0, 0x3232);
-    const uint32_t s1 = __byte_perm(f.qp.y, 0, 0x1010), z1 = __byte_perm(f.qp.y, 0, 0x3232);
-    constexpr uint32_t k136 = 0x43084308u;
+    const uint32_t s0 = int4::scale2(f.qp.x), z0 = int4::zero2(f.qp.x);
+    const uint32_t s1 = int4::scale2(f.qp.y), z1 = int4::zero2(f.qp.y);
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
       const uint32_t u = word(f.v[0], s);
-      const uint32_t a0 = bf16x2_fma(bf16x2_sub(biased_pair(u, 0), k136), s0, z0);
-      const uint32_t a1 = bf16x2_fma(bf16x2_sub(biased_pair(u, 1), k136), s1, z1);
-      const uint32_t a2 = bf16x2_fma(bf16x2_sub(biased_pair(u, 2), k136), s0, z0);
-      const uint32_t a3 = bf16x2_fma(bf16x2_sub(biased_pair(u, 3), k136), s1, z1);
+      const uint32_t a0 = dequant_pair(u, 0, s0, z0);
+      const uint32_t a1 = dequant_pair(u, 1, s1, z1);
+      const uint32_t a2 = dequant_pair(u, 2, s0, z0);
+      const uint32_t a3 = dequant_pair(u, 3, s1, z1);
 #pragma unroll
       for (int j = 0; j < MT; ++j)
         mma_bf16(acc[j], a0, a1, a2, a3, word(x[j][s >> 1], 2 * (s & 1)),

@@ -15,6 +15,7 @@
 // tokens) transposed with stmatrix.trans into a [256 tokens][128] staging tile written by TMA stores
 // (rows past M are clipped).
 #include "kernels/cuda/int4_gemm.h"
+#include "kernels/cuda/int4_layout.cuh"
 #include "kernels/cuda/sm90_common.cuh"
 
 namespace lowbit::cuda {
@@ -41,17 +42,6 @@ __device__ __forceinline__ void wgmma_rs_bf16_n256(float (&d)[128], const uint32
       : LB_WGMMA_D128_RW(LB_RW_FLOAT)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
 }
-__device__ __forceinline__ uint32_t bf16_pair(float a, float b) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-// A stage's weights dequantized as tinygemm and the int4 GEMV (G < 64) do it: q − 8 exactly, then one
-// bf16 fma with (scale, scale) and (zero, zero) that rounds the weight to bf16 once. Pair p of a word,
-// nibbles p and p + 4 (bits 4p and 4p + 16) masked into the low bits of 0x4300 (bf16 128), is 128 + q;
-// less 136 it is q − 8.
-__device__ __forceinline__ uint32_t dequant_pair(uint32_t word, int p, uint32_t s, uint32_t z) {
-  return ops::bf16x2_fma(ops::bf16x2_sub(ops::and_or<0x000f000fu, 0x43004300u>(word >> (4 * p)), 0x43084308u), s, z);
-}
 // The A fragments of this warp's 16-row tile j for the four k16 steps of a stage. Lane (g, t) takes,
 // for step s, words t / 2 and t / 2 + 2 of packed lane (g, s) (k = 16s + 4·word + 0..3 of rows g, g + 8),
 // shifted so that its pairs (k 2t, 2t + 1) sit at pairs 0 (row g) and 1 (row g + 8). Packed lane L is
@@ -63,15 +53,16 @@ __device__ __forceinline__ void fragments(const unsigned char* raw, const unsign
 #pragma unroll
   for (int s = 0; s < 4; ++s) {
     const uint2 sz = *reinterpret_cast<const uint2*>(qp + ((j * gpc + ((s * gpc) >> 2)) * 16 + 2 * g) * 4);
-    const uint32_t s0 = __byte_perm(sz.x, 0, 0x1010), z0 = __byte_perm(sz.x, 0, 0x3232);
-    const uint32_t s1 = __byte_perm(sz.y, 0, 0x1010), z1 = __byte_perm(sz.y, 0, 0x3232);
+    const uint32_t s0 = int4::scale2(sz.x), z0 = int4::zero2(sz.x);
+    const uint32_t s1 = int4::scale2(sz.y), z1 = int4::zero2(sz.y);
     const unsigned char* chunk = base + (((4 * (g & 1) + s) ^ (line & 7)) << 4);
     const uint32_t u = *reinterpret_cast<const uint32_t*>(chunk) >> shift;
     const uint32_t v = *reinterpret_cast<const uint32_t*>(chunk + 8) >> shift;
-    frag[s][0] = dequant_pair(u, 0, s0, z0);
-    frag[s][1] = dequant_pair(u, 1, s1, z1);
-    frag[s][2] = dequant_pair(v, 0, s0, z0);
-    frag[s][3] = dequant_pair(v, 1, s1, z1);
+    // The weights as tinygemm dequantizes them (int4_layout.cuh).
+    frag[s][0] = int4::dequant_pair(u, 0, s0, z0);
+    frag[s][1] = int4::dequant_pair(u, 1, s1, z1);
+    frag[s][2] = int4::dequant_pair(v, 0, s0, z0);
+    frag[s][3] = int4::dequant_pair(v, 1, s1, z1);
   }
 }
 #endif
@@ -152,9 +143,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int jb = 0; jb < 32; jb += 2) {
       const int tok = 8 * (jb + (q >> 1)) + (l & 7);
-      stmatrix4_trans(su32(ebuf) + c * kSlabT + tok * 128 + ((wchunk ^ (tok & 7)) * 16),
-                      bf16_pair(acc[4 * jb], acc[4 * jb + 1]), bf16_pair(acc[4 * jb + 2], acc[4 * jb + 3]),
-                      bf16_pair(acc[4 * jb + 4], acc[4 * jb + 5]), bf16_pair(acc[4 * jb + 6], acc[4 * jb + 7]));
+      const float* a = acc + 4 * jb;
+      stmatrix4_trans(su32(ebuf) + c * kSlabT + tok * 128 + ((wchunk ^ (tok & 7)) * 16), ops::bf16x2_pack(a[0], a[1]),
+                      ops::bf16x2_pack(a[2], a[3]), ops::bf16x2_pack(a[4], a[5]), ops::bf16x2_pack(a[6], a[7]));
     }
     fence_async_smem();  // visible to the TMA stores
     sync_consumers();

@@ -17,11 +17,12 @@ namespace lowbit::cuda {
 namespace {
 
 using namespace sm90;
-constexpr int kBM = kTileM, kBN = kTileN, kBK = 128, kStages = 4;
+constexpr int kBM = 128, kBN = 256, kBK = 128, kStages = 4;
 constexpr int kABytes = kBM * kBK, kStageBytes = kABytes + kBN * kBK;
-// The epilogue stages half a tile at a time: two slabs.
+// The epilogue stages half a tile at a time: two slabs of 64 bf16 columns (128 bytes) × 128 rows.
+constexpr int kSlab = kBM * 128, kSlabs = 2;
 // 232,000 bytes of the 232,448 a block may have.
-constexpr size_t kSmem = kStages * kStageBytes + 2 * kSlab + 2 * kStages * 8 + (kBN + kBM) * 4 + 1024;
+constexpr size_t kSmem = kStages * kStageBytes + kSlabs * kSlab + 2 * kStages * 8 + (kBN + kBM) * 4 + 1024;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 __device__ __forceinline__ void cp_async4(float* dst, const float* src, bool ok) {
@@ -33,6 +34,46 @@ __device__ __forceinline__ void wgmma_s8_n256(int32_t (&d)[128], uint64_t da, ui
       LB_WGMMA_D128 ", %128, %129, 1;\n"
       : LB_WGMMA_D128_RW(LB_RW_INT)
       : "l"(da), "l"(db));
+}
+__device__ __forceinline__ void stmatrix4(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0), "r"(r1),
+               "r"(r2), "r"(r3)
+               : "memory");
+}
+// Writes a consumer warpgroup's 64 × 256 share of the tile at (m0, n0), kSlabs slabs of 64 columns
+// per round, through the staging buffer `ebuf`; thread `storer` hands each round's rows to TMA
+// stores (the last round's stores overlap what follows; the next call waits for their reads).
+// quad(j, r) gives the four bf16 pairs stmatrix takes for n8 blocks j and j + 1 of the accumulator
+// layout (m64nNk*: lane l holds rows l / 4 and l / 4 + 8 of its warp's 16, columns 8j + 2(l % 4) + 0, 1):
+// r[0] row l / 4 block j, r[1] row l / 4 + 8 block j, r[2] and r[3] the same of block j + 1.
+template <class Quad>
+__device__ __forceinline__ void store_tile(Quad&& quad, unsigned char* ebuf, const CUtensorMap* tmY, int m0, int n0,
+                                           int c, bool storer) {
+  const int w = (threadIdx.x % 128) / 32, l = threadIdx.x % 32;
+  // stmatrix .x4: lane l gives row l % 8 of matrix l / 8 (the warp's top and bottom 8 rows of n8
+  // blocks j and j + 1); its 16-byte chunk sits at chunk ^ (row % 8) in the swizzled slab.
+  const int srow = c * 64 + 16 * w + ((l >> 3) & 1) * 8 + (l & 7), sblk = l >> 4;
+  const uint32_t ebase = su32(ebuf) + srow * 128;
+  constexpr int kBlocks = 8 * kSlabs;  // n8 blocks per round
+#pragma unroll
+  for (int h = 0; h < 4 / kSlabs; ++h) {
+    if (storer) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");  // ebuf's last stores are read
+    sync_consumers();
+#pragma unroll
+    for (int j = kBlocks * h; j < kBlocks * h + kBlocks; j += 2) {
+      uint32_t r[4];
+      quad(j, r);
+      const int jj = j - kBlocks * h + sblk;
+      stmatrix4(ebase + (jj >> 3) * kSlab + (((jj & 7) ^ (srow & 7)) * 16), r[0], r[1], r[2], r[3]);
+    }
+    fence_async_smem();  // visible to the TMA stores
+    sync_consumers();
+    if (storer) {
+#pragma unroll
+      for (int s = 0; s < kSlabs; ++s) tma_store(tmY, ebuf + s * kSlab, n0 + 64 * (kSlabs * h + s), m0);
+      asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+    }
+  }
 }
 // Two scaled outputs as a bf16 pair: scale_int32_to_bf16's arithmetic.
 __device__ __forceinline__ uint32_t scaled_pair(int32_t a, int32_t b, float sx, float2 sw) {
@@ -49,7 +90,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   unsigned char* ebuf = smem + kStages * kStageBytes;
-  uint64_t* full = reinterpret_cast<uint64_t*>(ebuf + 2 * kSlab);
+  uint64_t* full = reinterpret_cast<uint64_t*>(ebuf + kSlabs * kSlab);
   uint64_t* empty = full + kStages;
   // The tile's weight and row scales; every consumer has read the last tile's before the barrier
   // that ends its epilogue, after which the next tile's copies start.
@@ -101,7 +142,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
     if (tid == 0) mbar_arrive(&empty[(g - 1) % kStages]);
     asm volatile("cp.async.wait_all;\n" ::: "memory");
-    store_tile<2>(
+    store_tile(
         [&](int j, uint32_t(&r)[4]) {  // called after store_tile's first barrier: every scale copied
           const float sx0 = sxs[lr0], sx1 = sxs[lr0 + 8];
           const float2 w0 = *reinterpret_cast<const float2*>(sws + 8 * j + 2 * (l & 3));

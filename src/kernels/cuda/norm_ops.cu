@@ -62,10 +62,7 @@ __device__ __forceinline__ void unpack8(const uint4& u, float (&f)[8]) {
     f[2 * i + 1] = ops::bf_bits(w[i] >> 16);
   }
 }
-__device__ __forceinline__ uint32_t pack2(float a, float b) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
+__device__ __forceinline__ uint32_t pack2(float a, float b) { return ops::bf16x2_pack(a, b); }
 
 // A row's values held as NCH runs of 8 per thread (run j = threadIdx.x + c · blockDim.x < nv) and
 // the row's amax → its codes and scale (ops::row_quant_code).

@@ -123,6 +123,11 @@ __device__ __forceinline__ float bf_bits(uint16_t bits) {
 }
 
 // bf16x2 arithmetic on packed pairs.
+// (lo, hi) rounded to bf16 and packed, lo in the low half.
+__device__ __forceinline__ uint32_t bf16x2_pack(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
 __device__ __forceinline__ uint32_t bf16x2_sub(uint32_t a, uint32_t b) {
   __nv_bfloat162 r =
       __hsub2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));

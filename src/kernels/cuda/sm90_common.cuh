@@ -1,9 +1,9 @@
-// Pieces shared by lowbit's Hopper GEMMs (int8_gemm_sm90.cu, int4_gemm_sm90.cu): mbarriers, TMA
-// loads and stores, wgmma shared-memory descriptors, the tile epilogue that stages bf16 outputs with
-// stmatrix and writes them with TMA stores, and the host side's tensor maps and support check.
+// Pieces shared by lowbit's Hopper GEMMs (int8_gemm_sm90.cu, int4_gemm_sm90.cu): mbarriers and the
+// TMA ring's set-up, TMA loads and stores, wgmma's accumulator operands and shared-memory descriptors,
+// stmatrix, and the host side's tensor maps and support check.
 //
-// The tiles are 128 rows (tokens) × 256 columns, computed by two consumer warpgroups of 64 rows each
-// (warpgroups 1 and 2 of a 384-thread block; warpgroup 0 produces). Operands are K-major rows of
+// Both run 384-thread blocks: warpgroup 0 produces (one thread issues the TMA loads), warpgroups 1
+// and 2 consume, each computing 64 rows of the tile with m64n256 wgmma. Operands are K-major rows of
 // 128 bytes in TMA's 128-byte swizzle: the 16-byte chunk c of row r sits at chunk c ^ (r % 8), rows
 // in groups of 8 that are 1024 bytes apart.
 #pragma once
@@ -18,8 +18,7 @@
 
 namespace lowbit::cuda::sm90 {
 
-constexpr int kTileM = 128, kTileN = 256, kThreads = 384;
-constexpr int kSlab = kTileM * 128;  // epilogue staging: 64 bf16 columns (128 bytes) × 128 rows
+constexpr int kThreads = 384;
 
 // The 128 accumulator operands of an m64n256 wgmma, %0 .. %127, as its asm text.
 #define LB_WGMMA_D128                                                                                               \
@@ -105,53 +104,12 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t saddr) {
   return (static_cast<uint64_t>((saddr & 0x3FFFF) >> 4)) | (static_cast<uint64_t>(1) << 16) |
          (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
-__device__ __forceinline__ void stmatrix4(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
-  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0), "r"(r1),
-               "r"(r2), "r"(r3)
-               : "memory");
-}
-
 __device__ __forceinline__ void stmatrix4_trans(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
   asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0),
                "r"(r1), "r"(r2), "r"(r3)
                : "memory");
 }
 
-// Writes a consumer warpgroup's 64 × 256 share of the tile at (m0, n0): kSlabs slabs of 64 columns
-// per round through the staging buffer `ebuf`, each round's rows handed to TMA stores by thread
-// `storer` (the last round's stores overlap what follows; the next call waits for their reads).
-// quad(j, r) gives the four bf16 pairs stmatrix takes for n8 blocks j and j + 1 of the accumulator
-// layout (m64nNk*: lane l holds rows l / 4 and l / 4 + 8 of its warp's 16, columns 8j + 2(l % 4) + 0, 1):
-// r[0] row l / 4 block j, r[1] row l / 4 + 8 block j, r[2] and r[3] the same of block j + 1.
-template <int kSlabs, class Quad>
-__device__ __forceinline__ void store_tile(Quad&& quad, unsigned char* ebuf, const CUtensorMap* tmY, int m0, int n0,
-                                           int c, bool storer) {
-  const int w = (threadIdx.x % 128) / 32, l = threadIdx.x % 32;
-  // stmatrix .x4: lane l gives row l % 8 of matrix l / 8 (the warp's top and bottom 8 rows of n8
-  // blocks j and j + 1); its 16-byte chunk sits at chunk ^ (row % 8) in the swizzled slab.
-  const int srow = c * 64 + 16 * w + ((l >> 3) & 1) * 8 + (l & 7), sblk = l >> 4;
-  const uint32_t ebase = su32(ebuf) + srow * 128;
-  constexpr int kBlocks = 8 * kSlabs;  // n8 blocks per round
-#pragma unroll
-  for (int h = 0; h < 4 / kSlabs; ++h) {
-    if (storer) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");  // ebuf's last stores are read
-    sync_consumers();
-#pragma unroll
-    for (int j = kBlocks * h; j < kBlocks * h + kBlocks; j += 2) {
-      uint32_t r[4];
-      quad(j, r);
-      const int jj = j - kBlocks * h + sblk;
-      stmatrix4(ebase + (jj >> 3) * kSlab + (((jj & 7) ^ (srow & 7)) * 16), r[0], r[1], r[2], r[3]);
-    }
-    fence_async_smem();  // visible to the TMA stores
-    sync_consumers();
-    if (storer) {
-#pragma unroll
-      for (int s = 0; s < kSlabs; ++s) tma_store(tmY, ebuf + s * kSlab, n0 + 64 * (kSlabs * h + s), m0);
-      asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
-    }
-  }
-}
 #endif
 
 // The driver's tensor-map encoder (null where the driver has none).
